@@ -1,0 +1,99 @@
+"""`@resumable_stream`: an async-generator endpoint becomes a resumable SSE endpoint.
+
+The wrapper is a plain coroutine presenting the original signature through
+`__signature__`. It deliberately does not use `functools.wraps`: FastAPI finds
+async generators through `__wrapped__` and would stream them as JSON Lines.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ._cursor import Cursor
+from ._dependency import get_hub
+from ._errors import InvalidKeyError, SessionBusyError
+from ._runner import drive
+from ._spec import Authorize, OnConflict, StreamSpec, template_fields
+from ._sse import sse_response
+
+_REQUEST_PARAM = "_streamhub_request"
+
+
+def resumable_stream(
+    key_template: str,
+    *,
+    on_conflict: OnConflict = "attach",
+    authorize: Authorize | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Make an async-generator endpoint resumable under the key `key_template`.
+
+    Args:
+        key_template: formatted from the endpoint's parameters, e.g. `"chat:{chat_id}"`.
+        on_conflict: when the key already has a running producer, `"attach"` the caller
+            to it, or `"reject"` with 409 Conflict.
+        authorize: optional `(request, key, action) -> bool` (or awaitable) called for
+            `start`, `resume`, `cancel` and `status`; False answers 403.
+    """
+    if on_conflict not in ("attach", "reject"):
+        raise ValueError("on_conflict must be 'attach' or 'reject'")
+    fields = template_fields(key_template)
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        if not inspect.isasyncgenfunction(function):
+            raise TypeError(
+                f"@resumable_stream needs an async generator function, not {function!r}"
+            )
+        signature = inspect.signature(function, eval_str=True)
+        missing = [f for f in fields if f not in signature.parameters]
+        if missing:
+            raise TypeError(f"key template {key_template!r} names unknown parameters {missing}")
+        spec = StreamSpec(key_template, tuple(fields), on_conflict, authorize, function, signature)
+
+        async def endpoint(**kwargs: Any) -> Response:
+            request: Request = kwargs.pop(_REQUEST_PARAM)
+            return await _start(spec, request, kwargs)
+
+        request_param = inspect.Parameter(
+            _REQUEST_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Request
+        )
+        endpoint.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*signature.parameters.values(), request_param],
+            return_annotation=inspect.Signature.empty,
+        )
+        for attribute in ("__name__", "__qualname__", "__doc__", "__module__"):
+            setattr(endpoint, attribute, getattr(function, attribute))
+        endpoint.__streamhub_spec__ = spec  # type: ignore[attr-defined]
+        return endpoint
+
+    return decorate
+
+
+def error_response(status_code: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status_code)
+
+
+async def _start(spec: StreamSpec, request: Request, params: dict[str, Any]) -> Response:
+    hub = get_hub(request)
+    try:
+        key = spec.key(params)
+    except InvalidKeyError as exc:
+        return error_response(422, str(exc))
+    if not await spec.allowed(request, key, "start"):
+        return error_response(403, "not allowed to start this stream")
+    try:
+        producer, created = await hub.register(key)
+        generation = producer.generation
+    except SessionBusyError as exc:
+        created, generation = False, exc.generation
+    if not created and spec.on_conflict == "reject":
+        return error_response(409, f"stream {key!r} is already running")
+    if created:
+        generator = spec.function(**params)
+        hub.spawn(producer, lambda: drive(producer, generator))
+    subscription = await hub.subscribe(key, after=Cursor(generation, 0)).open()
+    return sse_response(subscription, hub.config)

@@ -1,0 +1,310 @@
+"""StreamHub: the process's backend, settings, and background machinery.
+
+A producer task belongs to the hub, not to the request that started it: a client
+leaving never stops a generation; only completion, an error, a cancel (from any
+instance) or shutdown do.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ._config import HubConfig
+from ._cursor import Cursor, coerce_cursor, new_generation
+from ._errors import BackendUnavailableError, HubNotStartedError, SessionBusyError
+from ._events import Status, terminal_data
+from ._fanout import Fanout
+from ._keys import validate_key
+from ._producer import Producer
+from ._subscription import Subscription
+from .backends._base import Backend, Control, Notification, SessionState
+from .backends.memory import MemoryBackend
+
+logger = logging.getLogger("fastapi_streamhub")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStatus:
+    """A stream's state as any instance sees it."""
+
+    key: str
+    status: Status
+    generation: str
+    last_seq: int
+    metadata: dict[str, Any]
+    producer_running: bool
+
+    @property
+    def last_event_id(self) -> str:
+        return f"{self.generation}:{self.last_seq}"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    """What a cancel found and did."""
+
+    key: str
+    cancelled: bool
+    """True if this call ended the stream; False if it had already ended."""
+    stopped: bool
+    """True once the producer has been seen to stop (within the wait)."""
+    status: StreamStatus
+
+
+def _status(state: SessionState) -> StreamStatus:
+    import json
+
+    return StreamStatus(
+        key=state.key,
+        status=state.status,
+        generation=state.generation,
+        last_seq=state.last_seq,
+        metadata=json.loads(state.metadata),
+        producer_running=bool(state.owner) and not state.lease_expired,
+    )
+
+
+class StreamHub:
+    """Resumable streams for one process. `StreamHub()` keeps them in memory;
+    `StreamHub.from_url("redis://...")` shares them between instances through Redis.
+
+    Start it with `FastAPI(lifespan=hub.lifespan)`, `hub.init_app(app)`, or `async with hub:`.
+    """
+
+    def __init__(self, *, backend: Backend | None = None, **options: Any) -> None:
+        self.backend: Backend = backend if backend is not None else MemoryBackend()
+        self.config = HubConfig(**options)
+        self.instance_id = secrets.token_hex(8)
+        self._fanout = Fanout(self.backend)
+        self._producers: dict[str, Producer] = {}
+        self._task_group: TaskGroup | None = None
+        self._exit_stack: Any = None
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = "streamhub:", **options: Any) -> StreamHub:
+        """A hub on Redis (`redis://`, `rediss://`, `unix://`); options as for `StreamHub()`."""
+        from .backends.redis import RedisBackend
+
+        return cls(backend=RedisBackend.from_url(url, prefix=prefix), **options)
+
+    @property
+    def started(self) -> bool:
+        return self._task_group is not None
+
+    def _require_started(self) -> TaskGroup:
+        if self._task_group is None:
+            raise HubNotStartedError()
+        return self._task_group
+
+    async def __aenter__(self) -> StreamHub:
+        if self._task_group is not None:
+            raise RuntimeError("this StreamHub is already started")
+        await self.backend.open(self._on_notification, self._fanout.resync)
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        task_group.start_soon(self._keep_leases)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        task_group = self._require_started()
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._shutdown_producers()
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(None, None, None)
+        finally:
+            self._task_group = None
+            await self.backend.aclose()
+
+    @asynccontextmanager
+    async def lifespan(self, app: Any) -> AsyncIterator[dict[str, Any]]:
+        """FastAPI lifespan: starts the hub and mounts the routes of `@resumable_stream`."""
+        from ._routes import mount_stream_routes
+
+        app.state.streamhub = self
+        mount_stream_routes(app)
+        async with self:
+            yield {"streamhub": self}
+
+    def init_app(self, app: Any) -> None:
+        """Wrap `app`'s existing lifespan so that the hub runs inside it."""
+        inner: Callable[[Any], Any] = app.router.lifespan_context
+
+        @asynccontextmanager
+        async def lifespan(app: Any) -> AsyncIterator[Mapping[str, Any] | None]:
+            async with self.lifespan(app) as hub_state, inner(app) as state:
+                yield {**hub_state, **(state or {})}
+
+        app.router.lifespan_context = lifespan
+
+    async def _shutdown_producers(self) -> None:
+        producers = list(self._producers.values())
+        if not producers:
+            return
+        with anyio.move_on_after(self.config.shutdown_grace_s):
+            for producer in producers:
+                await producer.wait()
+        async with anyio.create_task_group() as group:
+            for producer in producers:
+                if not producer.finished:
+                    logger.warning("stream %r: cancelled by shutdown", producer.key)
+                    group.start_soon(self._end_for_shutdown, producer)
+
+    async def _end_for_shutdown(self, producer: Producer) -> None:
+        producer.interrupt()
+        with anyio.move_on_after(self.config.cancel_wait_s):
+            await producer.fail(
+                "The server shut down before the stream finished.", reason="shutdown"
+            )
+
+    def _on_notification(self, key: str, note: Notification) -> None:
+        self._fanout.dispatch(key, note)
+
+    async def _keep_leases(self) -> None:
+        while True:
+            await anyio.sleep(self.config.lease_ttl_s / 3)
+            for producer in list(self._producers.values()):
+                if producer.stop_reason is None:
+                    self._require_started().start_soon(self._refresh, producer)
+
+    async def _refresh(self, producer: Producer) -> None:
+        try:
+            await producer.refresh()
+        except BackendUnavailableError as exc:
+            logger.warning("stream %r: lease not refreshed: %s", producer.key, exc)
+
+    async def register(self, key: str) -> tuple[Producer, bool]:
+        """Claim `key` for a new generation; returns `(producer, created)`.
+
+        If this process already produces `key`, that producer is returned with
+        `created=False`.
+
+        Raises:
+            SessionBusyError: another instance is producing `key`.
+        """
+        task_group = self._require_started()
+        validate_key(key)
+        existing = self._producers.get(key)
+        if existing is not None and not existing.finished:
+            return existing, False
+        created, state = await self.backend.claim(
+            key,
+            generation=new_generation(),
+            owner=self.instance_id,
+            lease_ms=self.config.lease_ms,
+            retention_ms=self.config.retention_ms,
+        )
+        if not created:
+            raise SessionBusyError(key, state.generation)
+        producer = Producer(
+            key=key,
+            generation=state.generation,
+            backend=self.backend,
+            fanout=self._fanout,
+            config=self.config,
+            on_finished=self._forget,
+        )
+        self._producers[key] = producer
+        await self._fanout.add(key, "control", producer.on_control)
+        task_group.start_soon(producer.write_loop)
+        return producer, True
+
+    def _forget(self, producer: Producer) -> None:
+        if self._producers.get(producer.key) is producer:
+            del self._producers[producer.key]
+        if self._task_group is not None:
+            self._task_group.start_soon(
+                self._fanout.remove, producer.key, "control", producer.on_control
+            )
+
+    def spawn(self, producer: Producer, run: Callable[[], Awaitable[None]]) -> None:
+        """Run `run` as the producer's task: owned by the hub, interrupted by cancel or stale."""
+        self._require_started().start_soon(producer.run_task, run)
+
+    def get(self, key: str) -> Producer | None:
+        """The producer of `key` running in this process, if any."""
+        return self._producers.get(key)
+
+    def subscribe(
+        self, key: str, after: str | Cursor | None = None, *, max_queue: int | None = None
+    ) -> Subscription:
+        """Replay the events after `after` (a cursor or event id), then follow live."""
+        self._require_started()
+        return Subscription(
+            key=validate_key(key),
+            after=coerce_cursor(after),
+            backend=self.backend,
+            fanout=self._fanout,
+            config=self.config,
+            max_queue=max_queue or self.config.max_queue,
+        )
+
+    async def status(self, key: str) -> StreamStatus | None:
+        (state,) = await self.backend.states([validate_key(key)])
+        return None if state is None else _status(state)
+
+    async def active(self, keys: Sequence[str]) -> dict[str, bool]:
+        """Which of `keys` have a running producer, in one round trip."""
+        states = await self.backend.states([validate_key(k) for k in keys])
+        return {
+            key: state is not None and state.status == "active" and not state.lease_expired
+            for key, state in zip(keys, states, strict=False)
+        }
+
+    async def cancel(self, key: str, *, wait: float | None = None) -> CancelResult | None:
+        """Cancel `key` wherever its producer runs; None if there is no such stream.
+
+        The `cancelled` event is stored at once; with `wait`, also wait up to that
+        many seconds for the producer to confirm it stopped.
+        """
+        self._require_started()
+        validate_key(key)
+        stopped = anyio.Event()
+
+        def on_control(note: Notification | None) -> None:
+            if isinstance(note, Control) and note.kind == "stopped":
+                stopped.set()
+
+        await self._fanout.add(key, "control", on_control)
+        try:
+            cancelled, state = await self.backend.finish(
+                key,
+                generation=None,
+                event="cancelled",
+                data=terminal_data(reason="cancelled"),
+                retention_ms=self.config.retention_ms,
+                only_if_lapsed=False,
+            )
+            if state is None:
+                return None
+            if wait and state.owner and not state.lease_expired:
+                with anyio.move_on_after(wait):
+                    await stopped.wait()
+        finally:
+            await self._fanout.remove(key, "control", on_control)
+        (final,) = await self.backend.states([key])
+        return CancelResult(key, cancelled, _stopped(final), _status(final or state))
+
+    async def remove(self, key: str) -> bool:
+        """Cancel `key` if it is running, then delete it; True if it existed."""
+        await self.cancel(key)
+        return await self.backend.remove(validate_key(key))
+
+
+def _stopped(state: SessionState | None) -> bool:
+    return state is None or not state.owner or state.lease_expired

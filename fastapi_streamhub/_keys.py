@@ -1,0 +1,47 @@
+"""Storage names for a stream key: the one place where Redis keys are spelt.
+
+Every name of one session shares a hash tag, so each script touches one slot and
+runs unchanged on Redis Cluster. The user's key is escaped before it goes inside
+the tag: `{` and `}` in a key cannot end the tag early, and escaping `%` first keeps
+the mapping one-to-one, so two different keys never share storage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._errors import InvalidKeyError
+
+MAX_KEY_LENGTH = 512
+
+
+def validate_key(key: str) -> str:
+    if not isinstance(key, str) or not key:
+        raise InvalidKeyError("a stream key must be a non-empty string")
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidKeyError(f"a stream key may have at most {MAX_KEY_LENGTH} characters")
+    return key
+
+
+def _escape(key: str) -> str:
+    return key.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpace:
+    prefix: str = "streamhub:"
+
+    def _base(self, key: str) -> str:
+        return f"{self.prefix}{{{_escape(key)}}}"
+
+    def state(self, key: str) -> str:
+        return self._base(key) + ":state"
+
+    def events(self, key: str) -> str:
+        return self._base(key) + ":events"
+
+    def event_channel(self, key: str) -> str:
+        return self._base(key) + ":notify"
+
+    def control_channel(self, key: str) -> str:
+        return self._base(key) + ":control"

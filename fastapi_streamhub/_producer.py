@@ -1,0 +1,254 @@
+"""The producer side of one generation: buffer, batch, persist, fence.
+
+`publish` never waits for storage while the buffer has room: the writer task takes
+everything buffered while its previous write was in flight, so one round trip
+carries one event when idle and many under load. A write refused because the
+generation is no longer current (or has been cancelled) stops the producer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import anyio
+
+from ._config import HubConfig
+from ._errors import BackendUnavailableError, ProducerStoppedError, StaleGenerationError
+from ._events import StreamEvent, encode_chunk, metadata_json, terminal_data
+from ._fanout import Fanout
+from .backends._base import Backend, Control, Notification, WriteOutcome
+
+logger = logging.getLogger("fastapi_streamhub")
+
+StopReason = Literal["done", "error", "cancelled", "stale", "unavailable"]
+
+_MAX_BACKOFF_S = 1.0
+
+
+class Producer:
+    """Writes one generation of one key. Obtain it from `StreamHub.register`."""
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        generation: str,
+        backend: Backend,
+        fanout: Fanout,
+        config: HubConfig,
+        on_finished: Callable[[Producer], None],
+    ) -> None:
+        self.key = key
+        self.generation = generation
+        self._backend = backend
+        self._fanout = fanout
+        self._config = config
+        self._on_finished = on_finished
+        self._seq = 0
+        self._bytes = 0
+        self._pending: list[StreamEvent] = []
+        self._metadata: dict[str, Any] = {}
+        self._metadata_dirty = False
+        self._closing = False
+        self._stop_reason: StopReason | None = None
+        self._wakeup = anyio.Event()
+        self._room = anyio.Event()
+        self._finished = anyio.Event()
+        self._interrupt: Callable[[], None] | None = None
+
+    @property
+    def seq(self) -> int:
+        """The seq of the last event published (stored or still buffered)."""
+        return self._seq
+
+    @property
+    def stop_reason(self) -> StopReason | None:
+        """None while running; then why it ended."""
+        return self._stop_reason
+
+    @property
+    def finished(self) -> bool:
+        return self._finished.is_set()
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(self._metadata)
+
+    async def wait(self) -> StopReason:
+        """Wait until the producer has stopped and its last write has settled."""
+        await self._finished.wait()
+        return self._stop_reason or "error"
+
+    def _check_open(self) -> None:
+        if self._stop_reason == "stale":
+            raise StaleGenerationError(self.key)
+        if self._stop_reason is not None or self._closing:
+            raise ProducerStoppedError(self.key, self._stop_reason or "closed")
+
+    async def publish(self, chunk: object) -> None:
+        """Append one chunk: a `str`, a JSON-serialisable value, or an `Event`.
+
+        Raises:
+            ProducerStoppedError: the stream has ended (cancelled, fenced, closed, or
+                it reached a size limit, in which case it ends with an `error`).
+            UnsupportedChunkError: `chunk` cannot be encoded as JSON.
+        """
+        self._check_open()
+        name, data = encode_chunk(chunk)
+        size = len(data) if data.isascii() else len(data.encode("utf-8"))
+        limit = self._limit_exceeded(size)
+        if limit is not None:
+            await self.fail(limit, reason="limit")
+            raise ProducerStoppedError(self.key, limit)
+        self._bytes += size
+        self._enqueue(name, data)
+        while len(self._pending) >= self._config.max_pending and self._stop_reason is None:
+            await self._room.wait()
+        self._check_open()
+
+    def _limit_exceeded(self, size: int) -> str | None:
+        config = self._config
+        if size > config.max_event_bytes:
+            return f"An event was larger than {config.max_event_bytes} bytes."
+        if self._seq + 2 > config.max_events:
+            return f"The stream reached its limit of {config.max_events} events."
+        if self._bytes + size > config.max_bytes:
+            return f"The stream reached its limit of {config.max_bytes} bytes."
+        return None
+
+    def _enqueue(self, name: str | None, data: str) -> None:
+        self._seq += 1
+        self._pending.append(StreamEvent(self.generation, self._seq, name, data))
+        self._wakeup.set()
+
+    async def set_metadata(self, metadata: dict[str, Any]) -> None:
+        """Merge `metadata` into the stream's metadata (shown by status, sent with `done`)."""
+        self._check_open()
+        encoded = metadata_json({**self._metadata, **metadata})
+        self._metadata = json.loads(encoded)
+        self._metadata_dirty = True
+        self._wakeup.set()
+
+    async def close(self) -> StopReason:
+        """End the stream with `done` (carrying the metadata) once all is stored."""
+        if not self._closing and self._stop_reason is None:
+            self._closing = True
+            self._enqueue("done", metadata_json(self._metadata))
+        return await self.wait()
+
+    async def fail(self, message: str, *, reason: str = "failed") -> StopReason:
+        """End the stream with an `error` event; `message` is shown to clients."""
+        if not self._closing and self._stop_reason is None:
+            self._closing = True
+            self._enqueue("error", terminal_data(message=message, reason=reason))
+        return await self.wait()
+
+    async def run_task(self, run: Callable[[], Awaitable[None]]) -> None:
+        """Run the code that feeds this producer, interruptible by cancel, fencing or shutdown."""
+        with anyio.CancelScope() as scope:
+            self._interrupt = scope.cancel
+            if self._stop_reason is not None:
+                scope.cancel()
+            await run()
+
+    def interrupt(self) -> None:
+        """Stop the task feeding this producer (its generator's `finally` runs)."""
+        if self._interrupt is not None:
+            self._interrupt()
+
+    def on_control(self, note: Notification | None) -> None:
+        if (
+            isinstance(note, Control)
+            and note.kind == "cancel"
+            and note.generation == self.generation
+        ):
+            self._stop("cancelled")
+
+    def _stop(self, reason: StopReason) -> None:
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        self._room.set()
+        self._wakeup.set()
+        if self._interrupt is not None:
+            self._interrupt()
+
+    async def write_loop(self) -> None:
+        """The writer task: runs until the terminal event is stored or the producer stops."""
+        try:
+            while self._stop_reason is None:
+                if not self._pending and not self._metadata_dirty:
+                    await self._wakeup.wait()
+                    self._wakeup = anyio.Event()
+                    continue
+                batch, self._pending = self._pending, []
+                metadata = metadata_json(self._metadata) if self._metadata_dirty else None
+                self._metadata_dirty = False
+                self._room.set()
+                self._room = anyio.Event()
+                outcome = await self._write(batch, metadata)
+                if outcome != "ok":
+                    self._stop("stale" if outcome == "stale" else outcome)
+                elif batch and batch[-1].terminal:
+                    self._stop(batch[-1].event)  # type: ignore[arg-type]
+        except BackendUnavailableError:
+            self._give_up()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self._config.cancel_wait_s):
+                await self._release()
+            self._finished.set()
+            self._on_finished(self)
+
+    async def refresh(self) -> None:
+        """Extend the lease; a refusal stops the producer (fenced out or cancelled)."""
+        outcome = await self._backend.refresh(
+            self.key,
+            generation=self.generation,
+            lease_ms=self._config.lease_ms,
+            retention_ms=self._config.retention_ms,
+        )
+        if outcome != "ok":
+            self._stop("stale" if outcome == "stale" else outcome)
+
+    async def _write(self, batch: list[StreamEvent], metadata: str | None) -> WriteOutcome:
+        """One append, retried with backoff while storage is away (seqs make it idempotent)."""
+        deadline: float | None = None
+        backoff = 0.05
+        while True:
+            try:
+                return await self._backend.append(
+                    self.key,
+                    generation=self.generation,
+                    events=batch,
+                    metadata=metadata,
+                    lease_ms=self._config.lease_ms,
+                    retention_ms=self._config.retention_ms,
+                )
+            except BackendUnavailableError as exc:
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self._config.write_deadline_s
+                    logger.warning("stream %r: storage unavailable, retrying: %s", self.key, exc)
+                if now >= deadline:
+                    raise
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+
+    def _give_up(self) -> None:
+        """Storage stayed away past the deadline: stop, and tell local subscribers."""
+        logger.error(
+            "stream %r: storage unavailable for %.1fs, cancelling the producer",
+            self.key,
+            self._config.write_deadline_s,
+        )
+        self._stop("unavailable")
+        self._fanout.dispatch_local_error(self.key, self.generation)
+
+    async def _release(self) -> None:
+        try:
+            await self._backend.release(self.key, generation=self.generation)
+        except BackendUnavailableError:
+            logger.warning("stream %r: could not record that its producer stopped", self.key)

@@ -1,0 +1,225 @@
+"""The routes mounted beside each `@resumable_stream` route: resume, cancel, status.
+
+They are added when the app starts (routes are declared before that), carry the
+wrapped route's dependencies so its authentication guards them too, and are
+documented in OpenAPI like any other route.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Header, Query
+from fastapi.params import Depends
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ._cursor import Cursor
+from ._decorator import error_response
+from ._dependency import get_hub
+from ._errors import InvalidCursorError, InvalidKeyError, SessionNotFoundError
+from ._hub import StreamStatus
+from ._spec import Action, StreamSpec
+from ._sse import sse_response
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+class StatusBody(BaseModel):
+    key: str
+    status: str
+    generation: str
+    last_seq: int
+    last_event_id: str
+    metadata: dict[str, Any]
+    producer_running: bool
+
+
+class CancelBody(StatusBody):
+    cancelled: bool
+    stopped: bool
+
+
+def _status_body(status: StreamStatus) -> dict[str, Any]:
+    return {
+        "key": status.key,
+        "status": status.status,
+        "generation": status.generation,
+        "last_seq": status.last_seq,
+        "last_event_id": status.last_event_id,
+        "metadata": status.metadata,
+        "producer_running": status.producer_running,
+    }
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorBody, "description": "Refused by the route's `authorize` hook"},
+    404: {"model": ErrorBody, "description": "No stream under this key"},
+    422: {"model": ErrorBody, "description": "The key cannot be stored"},
+}
+
+
+def mount_stream_routes(app: FastAPI) -> None:
+    """Add the resume, cancel and status routes of every `@resumable_stream` route once."""
+    mounted: set[str] = app.state._state.setdefault("streamhub_mounted", set())
+    for route in list(app.router.routes):
+        spec = getattr(getattr(route, "endpoint", None), "__streamhub_spec__", None)
+        if isinstance(route, APIRoute) and spec is not None and route.path not in mounted:
+            mounted.add(route.path)
+            _mount(app, route, spec)
+    app.openapi_schema = None
+
+
+def _mount(app: FastAPI, route: APIRoute, spec: StreamSpec) -> None:
+    path_params = [p for p in spec.signature.parameters.values() if p.name in _path_names(route)]
+    common: dict[str, Any] = {
+        "dependencies": [*route.dependencies, *_signature_dependencies(spec)],
+        "tags": list(route.tags),
+    }
+    name = route.name
+    app.add_api_route(
+        route.path + "/stream",
+        _endpoint(spec, path_params, _resume, _resume_params()),
+        methods=["GET"],
+        name=f"{name}_resume",
+        summary="Resume the stream",
+        description="Replays the events after the cursor (`Last-Event-ID` header or "
+        "`last_event_id` query), then follows live. 204 once the stream has ended and "
+        "the cursor is its terminal event.",
+        response_class=Response,
+        responses={
+            200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"},
+            204: {"description": "Finished, and the cursor is its terminal event"},
+            400: {"model": ErrorBody, "description": "Malformed cursor"},
+            **_ERRORS,
+        },
+        **common,
+    )
+    app.add_api_route(
+        route.path + "/cancel",
+        _endpoint(spec, path_params, _cancel, []),
+        methods=["POST"],
+        name=f"{name}_cancel",
+        summary="Cancel the stream",
+        description="Stops the producer wherever it runs and stores a `cancelled` event; "
+        "waits briefly for the producer to confirm.",
+        response_model=CancelBody,
+        responses=_ERRORS,
+        **common,
+    )
+    app.add_api_route(
+        route.path + "/status",
+        _endpoint(spec, path_params, _status, []),
+        methods=["GET"],
+        name=f"{name}_status",
+        summary="Stream status",
+        response_model=StatusBody,
+        responses=_ERRORS,
+        **common,
+    )
+
+
+def _path_names(route: APIRoute) -> set[str]:
+    return {field.name for field in route.dependant.path_params}
+
+
+def _signature_dependencies(spec: StreamSpec) -> list[Any]:
+    """The endpoint's own `Depends(...)` parameters (auth, say), minus the hub itself."""
+    found = []
+    for parameter in spec.signature.parameters.values():
+        marker = parameter.default
+        metadata = getattr(parameter.annotation, "__metadata__", ())
+        for candidate in (marker, *metadata):
+            if isinstance(candidate, Depends) and candidate.dependency not in (get_hub, None):
+                found.append(candidate)
+    return found
+
+
+def _resume_params() -> list[inspect.Parameter]:
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    return [
+        inspect.Parameter(
+            "last_event_id",
+            keyword,
+            default=Query(None, description="Cursor: the id of the last event seen"),
+            annotation=str | None,
+        ),
+        inspect.Parameter(
+            "last_event_id_header",
+            keyword,
+            default=Header(None, alias="Last-Event-ID", description="Cursor, as browsers send it"),
+            annotation=str | None,
+        ),
+    ]
+
+
+Handler = Callable[..., Any]
+
+
+def _endpoint(
+    spec: StreamSpec,
+    path_params: list[inspect.Parameter],
+    handler: Handler,
+    extra: list[inspect.Parameter],
+) -> Callable[..., Any]:
+    async def endpoint(**kwargs: Any) -> Any:
+        request: Request = kwargs.pop("_streamhub_request")
+        params = {p.name: kwargs.pop(p.name) for p in path_params}
+        try:
+            key = spec.key(params)
+        except InvalidKeyError as exc:
+            return error_response(422, str(exc))
+        action: Action = handler.__name__.lstrip("_")  # type: ignore[assignment]
+        if not await spec.allowed(request, key, action):
+            return error_response(403, f"not allowed to {action} this stream")
+        try:
+            return await handler(request, key, **kwargs)
+        except SessionNotFoundError as exc:
+            return error_response(404, str(exc))
+
+    request_param = inspect.Parameter(
+        "_streamhub_request", inspect.Parameter.KEYWORD_ONLY, annotation=Request
+    )
+    positional = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in path_params]
+    endpoint.__signature__ = inspect.Signature([*positional, *extra, request_param])  # type: ignore[attr-defined]
+    endpoint.__name__ = f"{spec.function.__name__}{handler.__name__}"
+    return endpoint
+
+
+async def _resume(
+    request: Request, key: str, last_event_id: str | None, last_event_id_header: str | None
+) -> Response:
+    hub = get_hub(request)
+    cursor_text = last_event_id_header if last_event_id_header is not None else last_event_id
+    try:
+        cursor = None if cursor_text is None else Cursor.parse(cursor_text)
+    except InvalidCursorError as exc:
+        return error_response(400, str(exc))
+    try:
+        subscription = await hub.subscribe(key, after=cursor).open()
+    except InvalidCursorError as exc:
+        return error_response(400, str(exc))
+    if subscription.exhausted:
+        return Response(status_code=204)
+    return sse_response(subscription, hub.config)
+
+
+async def _cancel(request: Request, key: str) -> Any:
+    hub = get_hub(request)
+    result = await hub.cancel(key, wait=hub.config.cancel_wait_s)
+    if result is None:
+        raise SessionNotFoundError(key)
+    return {**_status_body(result.status), "cancelled": result.cancelled, "stopped": result.stopped}
+
+
+async def _status(request: Request, key: str) -> Any:
+    status = await get_hub(request).status(key)
+    if status is None:
+        raise SessionNotFoundError(key)
+    return _status_body(status)

@@ -1,0 +1,46 @@
+"""Drives a user's async generator into a producer, and ends the stream truthfully.
+
+A yielded value becomes an event; completion becomes `done`; `StreamError` an
+`error` with its own message; any other exception an `error` with a generic
+message (the traceback goes to the log, never to the client).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+
+import anyio
+
+from ._errors import ProducerStoppedError, StreamError
+from ._events import UnsupportedChunkError
+from ._producer import Producer
+
+logger = logging.getLogger("fastapi_streamhub")
+
+_CLOSE_TIMEOUT_S = 5.0
+
+
+async def drive(producer: Producer, generator: AsyncGenerator[object, None]) -> None:
+    try:
+        async for chunk in generator:
+            await producer.publish(chunk)
+    except ProducerStoppedError:
+        return
+    except StreamError as exc:
+        await producer.fail(exc.message)
+        return
+    except UnsupportedChunkError as exc:
+        logger.error("stream %r: %s", producer.key, exc)
+        await producer.fail(
+            "The stream produced a value that cannot be sent.", reason="unsupported"
+        )
+        return
+    except Exception:
+        logger.exception("stream %r: the producer raised", producer.key)
+        await producer.fail("The stream failed.", reason="failed")
+        return
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT_S):
+            await generator.aclose()
+    await producer.close()

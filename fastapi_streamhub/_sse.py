@@ -1,0 +1,59 @@
+"""Server-Sent Events on the wire: ids, names and JSON data, many events per write.
+
+Events are encoded here rather than one `ServerSentEvent` at a time: a batch
+from storage or from the live queue goes out as one chunk, one ASGI send. The
+data is compact JSON, which never contains CR or LF, so it is always one line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable
+
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from ._config import HubConfig
+from ._errors import SubscriberLaggedError
+from ._events import StreamEvent
+from ._subscription import Subscription
+
+logger = logging.getLogger("fastapi_streamhub")
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def encode_events(events: Iterable[StreamEvent]) -> bytes:
+    parts: list[str] = []
+    for event in events:
+        if event.event is None:
+            parts.append(f"id: {event.generation}:{event.seq}\ndata: {event.data}\n\n")
+        else:
+            parts.append(
+                f"id: {event.generation}:{event.seq}\nevent: {event.event}\ndata: {event.data}\n\n"
+            )
+    return "".join(parts).encode("utf-8")
+
+
+async def _body(subscription: Subscription, retry_ms: int) -> AsyncIterator[bytes]:
+    yield f"retry: {retry_ms}\n\n".encode()
+    try:
+        async for batch in subscription.batches():
+            yield encode_events(batch)
+    except SubscriberLaggedError as exc:
+        logger.warning("%s", exc)
+    finally:
+        await subscription.aclose()
+
+
+def _ping() -> ServerSentEvent:
+    return ServerSentEvent(comment="ping", sep="\n")
+
+
+def sse_response(subscription: Subscription, config: HubConfig) -> EventSourceResponse:
+    return EventSourceResponse(
+        _body(subscription, config.retry_ms),
+        headers=SSE_HEADERS,
+        ping=config.keepalive_s,
+        ping_message_factory=_ping,
+        sep="\n",
+    )

@@ -1,0 +1,256 @@
+"""The reader side: replay from storage, then follow live, never out of order.
+
+The live listener is registered before the first read, so nothing published
+during the replay is missed; live events at or below the last delivered seq are
+dropped and a gap sends the reader back to storage. While catching up, a full
+queue costs nothing (storage has it all); once live, a full queue means the
+reader is too slow and it is ended with `SubscriberLaggedError` (it can resume).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from types import TracebackType
+
+import anyio
+
+from ._config import HubConfig
+from ._cursor import Cursor
+from ._errors import (
+    BackendUnavailableError,
+    InvalidCursorError,
+    SessionNotFoundError,
+    SubscriberLaggedError,
+)
+from ._events import StreamEvent, terminal_data
+from ._fanout import Fanout
+from .backends._base import Backend, Control, EventBatch, Notification, SessionState
+
+logger = logging.getLogger("fastapi_streamhub")
+
+
+class Subscription:
+    """Events of one key after a cursor. Use `async with hub.subscribe(...) as sub`."""
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        after: Cursor | None,
+        backend: Backend,
+        fanout: Fanout,
+        config: HubConfig,
+        max_queue: int,
+    ) -> None:
+        self.key = key
+        self._after = after
+        self._backend = backend
+        self._fanout = fanout
+        self._config = config
+        self._max_queue = max_queue
+        self._generation = ""
+        self._last = 0
+        self._reset = False
+        self._exhausted = False
+        self._ended = False
+        self._catching_up = True
+        self._queue: list[StreamEvent] = []
+        self._lagged = False
+        self._lost = False
+        self._wakeup = anyio.Event()
+        self._iterator: AsyncIterator[list[StreamEvent]] | None = None
+        self._unavailable_since: float | None = None
+
+    @property
+    def exhausted(self) -> bool:
+        """True when the cursor is the terminal event of a finished stream: nothing to send."""
+        return self._exhausted
+
+    @property
+    def generation(self) -> str:
+        return self._generation
+
+    async def open(self) -> Subscription:
+        """Check the key and the cursor (the errors an HTTP layer maps to 404 and 400)."""
+        (state,) = await self._backend.states([self.key])
+        if state is None:
+            raise SessionNotFoundError(self.key)
+        self._generation = state.generation
+        after = self._after
+        if after is None:
+            return self
+        if after.generation != state.generation:
+            self._reset = True
+        elif after.seq > state.last_seq:
+            raise InvalidCursorError(
+                f"cursor {after} is ahead of the stream, which has {state.last_seq} events"
+            )
+        else:
+            self._last = after.seq
+            self._exhausted = state.status != "active" and after.seq == state.last_seq
+        return self
+
+    async def __aenter__(self) -> Subscription:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._iterator is not None:
+            iterator, self._iterator = self._iterator, None
+            await iterator.aclose()  # type: ignore[attr-defined]
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[StreamEvent]:
+        async for batch in self.batches():
+            for event in batch:
+                yield event
+
+    def batches(self) -> AsyncIterator[list[StreamEvent]]:
+        """Events in batches: a replay page, or what arrived live since the last batch."""
+        if self._iterator is None:
+            self._iterator = self._batches()
+        return self._iterator
+
+    async def _batches(self) -> AsyncIterator[list[StreamEvent]]:
+        if self._exhausted:
+            return
+        await self._fanout.add(self.key, "events", self._on_note)
+        try:
+            if self._reset:
+                yield [StreamEvent(self._generation, 0, "reset", self._reset_data())]
+            while not self._ended:
+                batch = await self._next_batch()
+                if batch:
+                    yield batch
+        finally:
+            await self._fanout.remove(self.key, "events", self._on_note)
+
+    def _reset_data(self) -> str:
+        return terminal_data(generation=self._generation)
+
+    def _on_note(self, note: Notification | None) -> None:
+        if note is None:
+            self._catching_up = True
+        elif isinstance(note, Control):
+            self._lost = self._lost or note.generation == self._generation
+        elif isinstance(note, EventBatch):
+            self._receive(note)
+        self._wakeup.set()
+
+    def _receive(self, batch: EventBatch) -> None:
+        if len(self._queue) + len(batch.events) <= self._max_queue:
+            self._queue.extend(batch.events)
+        elif self._catching_up:
+            self._queue.clear()
+        else:
+            self._lagged = True
+
+    async def _next_batch(self) -> list[StreamEvent]:
+        if self._lagged:
+            raise SubscriberLaggedError(self.key, self._max_queue)
+        if self._lost:
+            return self._synthetic_end("unavailable", "The stream's storage is unavailable.")
+        if self._catching_up:
+            return await self._catch_up()
+        if not self._queue:
+            with anyio.move_on_after(self._config.idle_check_s):
+                await self._wakeup.wait()
+            self._wakeup = anyio.Event()
+            if not self._queue and not self._lagged and not self._lost:
+                await self._check_producer()
+            return []
+        return self._take_live()
+
+    def _take_live(self) -> list[StreamEvent]:
+        queued, self._queue = self._queue, []
+        if queued[0].generation != self._generation:
+            self._catching_up = True
+            return []
+        fresh = [e for e in queued if e.seq > self._last]
+        if fresh and fresh[0].seq != self._last + 1:
+            self._catching_up = True
+            return []
+        return self._accept(fresh)
+
+    def _accept(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        for index, event in enumerate(events):
+            if event.terminal:
+                events = events[: index + 1]
+                self._ended = True
+                break
+        if events:
+            self._last = events[-1].seq
+        return events
+
+    async def _catch_up(self) -> list[StreamEvent]:
+        self._queue = [e for e in self._queue if e.seq > self._last]
+        limit = self._config.replay_batch
+        try:
+            events = await self._backend.read(
+                self.key, generation=self._generation, after_seq=self._last, limit=limit
+            )
+        except BackendUnavailableError:
+            return await self._wait_for_backend()
+        self._unavailable_since = None
+        if events is None:
+            return self._superseded()
+        if len(events) < limit:
+            self._catching_up = False
+        return self._accept(events)
+
+    async def _check_producer(self) -> None:
+        """Idle: make sure the producer is alive, and read anything a lost notification hid."""
+        try:
+            (state,) = await self._backend.states([self.key])
+            if self._lapsed(state):
+                await self._backend.finish(
+                    self.key,
+                    generation=self._generation,
+                    event="error",
+                    data=terminal_data(
+                        message="The stream's producer was lost.", reason="producer_lost"
+                    ),
+                    retention_ms=self._config.retention_ms,
+                    only_if_lapsed=True,
+                )
+        except BackendUnavailableError:
+            await self._wait_for_backend()
+            return
+        self._catching_up = True
+
+    def _lapsed(self, state: SessionState | None) -> bool:
+        return (
+            state is not None
+            and state.generation == self._generation
+            and state.status == "active"
+            and state.lease_expired
+        )
+
+    async def _wait_for_backend(self) -> list[StreamEvent]:
+        now = time.monotonic()
+        if self._unavailable_since is None:
+            self._unavailable_since = now
+        if now - self._unavailable_since >= self._config.write_deadline_s:
+            return self._synthetic_end("unavailable", "The stream's storage is unavailable.")
+        await anyio.sleep(min(self._config.idle_check_s, 0.5))
+        return []
+
+    def _superseded(self) -> list[StreamEvent]:
+        return self._synthetic_end("producer_lost", "The stream's producer was lost.")
+
+    def _synthetic_end(self, reason: str, message: str) -> list[StreamEvent]:
+        """An `error` that is not stored; it repeats the last cursor, so resuming loses nothing."""
+        self._ended = True
+        data = terminal_data(message=message, reason=reason)
+        return [StreamEvent(self._generation, self._last, "error", data)]

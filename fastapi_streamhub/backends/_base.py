@@ -1,0 +1,116 @@
+"""The backend contract: bytes, ids and atomic state changes, nothing of HTTP.
+
+Every write names the generation it belongs to and is refused when that
+generation is no longer current: that is how a stale producer is fenced out.
+Backends deliver notifications (appended events, control messages) to one
+handler per process; the hub fans them out locally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from .._events import Status, StreamEvent
+
+WriteOutcome = Literal["ok", "stale", "done", "error", "cancelled"]
+"""`ok`, or why the write was refused: another generation owns the key, or it has ended."""
+
+ChannelKind = Literal["events", "control"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    key: str
+    status: Status
+    generation: str
+    owner: str
+    last_seq: int
+    metadata: str
+    lease_expired: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    """Events just appended to a stream, carried inside the notification itself."""
+
+    events: Sequence[StreamEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """`cancel` and `stopped` come from storage; `lost` is raised locally when the
+    producer gave up on unavailable storage, so local subscribers end instead of hanging."""
+
+    kind: Literal["cancel", "stopped", "lost"]
+    generation: str
+
+
+Notification = EventBatch | Control
+NotificationHandler = Callable[[str, Notification], None]
+ResyncHandler = Callable[[], None]
+
+
+class Backend(Protocol):
+    """What the hub needs from storage. Both implementations pass one contract suite."""
+
+    async def open(self, on_notification: NotificationHandler, on_resync: ResyncHandler) -> None:
+        """Start delivering notifications; `on_resync` is called when some may have been lost."""
+
+    async def aclose(self) -> None:
+        """Release connections and tasks; safe to call twice."""
+
+    async def watch(self, key: str, kind: ChannelKind) -> None:
+        """Deliver notifications of `key`; returns once delivery is guaranteed."""
+
+    async def unwatch(self, key: str, kind: ChannelKind) -> None:
+        """Stop delivering notifications of `key`."""
+
+    async def claim(
+        self, key: str, *, generation: str, owner: str, lease_ms: int, retention_ms: int
+    ) -> tuple[bool, SessionState]:
+        """Start `generation` unless a live producer holds the key; returns (created, state)."""
+
+    async def append(
+        self,
+        key: str,
+        *,
+        generation: str,
+        events: Sequence[StreamEvent],
+        metadata: str | None,
+        lease_ms: int,
+        retention_ms: int,
+    ) -> WriteOutcome:
+        """Store events (seqs already written are skipped) and notify; a terminal ends it."""
+
+    async def refresh(
+        self, key: str, *, generation: str, lease_ms: int, retention_ms: int
+    ) -> WriteOutcome:
+        """Extend the owner's lease and the keys' expiry."""
+
+    async def finish(
+        self,
+        key: str,
+        *,
+        generation: str | None,
+        event: Literal["cancelled", "error"],
+        data: str,
+        retention_ms: int,
+        only_if_lapsed: bool,
+    ) -> tuple[bool, SessionState | None]:
+        """End an active session from outside its producer (cancel, lost producer)."""
+
+    async def release(self, key: str, *, generation: str) -> None:
+        """Record that the producer has stopped, and tell whoever waits for it."""
+
+    async def read(
+        self, key: str, *, generation: str, after_seq: int, limit: int
+    ) -> list[StreamEvent] | None:
+        """Events after `after_seq`, or None if `generation` is no longer the key's."""
+
+    async def states(self, keys: Sequence[str]) -> list[SessionState | None]:
+        """The state of each key, None where there is none."""
+
+    async def remove(self, key: str) -> bool:
+        """Delete everything stored under `key`."""

@@ -1,0 +1,209 @@
+"""In-process backend: the embedded default, for development and single-process apps.
+
+It keeps the Redis backend's semantics (generations, leases, retention, fencing)
+so that code moved from one to the other behaves the same. Every method runs
+without awaiting in between, which makes each one atomic on the event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .._events import TERMINAL_EVENTS, Status, StreamEvent
+from ._base import (
+    ChannelKind,
+    Control,
+    EventBatch,
+    NotificationHandler,
+    ResyncHandler,
+    SessionState,
+    WriteOutcome,
+)
+
+_SWEEP_EVERY = 256
+
+
+@dataclass(slots=True)
+class _Session:
+    generation: str
+    owner: str
+    lease_until: float
+    expires_at: float
+    status: Status = "active"
+    metadata: str = "{}"
+    events: list[StreamEvent] = field(default_factory=list)
+
+    @property
+    def last_seq(self) -> int:
+        return len(self.events)
+
+
+class MemoryBackend:
+    """Sessions in a dict; notifications are calls on the same event loop."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, _Session] = {}
+        self._watched: dict[ChannelKind, set[str]] = {"events": set(), "control": set()}
+        self._notify: NotificationHandler | None = None
+        self._claims = 0
+
+    async def open(self, on_notification: NotificationHandler, on_resync: ResyncHandler) -> None:
+        self._notify = on_notification
+
+    async def aclose(self) -> None:
+        self._notify = None
+
+    async def watch(self, key: str, kind: ChannelKind) -> None:
+        self._watched[kind].add(key)
+
+    async def unwatch(self, key: str, kind: ChannelKind) -> None:
+        self._watched[kind].discard(key)
+
+    def _live(self, key: str) -> _Session | None:
+        session = self._sessions.get(key)
+        if session is not None and session.expires_at <= time.monotonic():
+            del self._sessions[key]
+            return None
+        return session
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, s in self._sessions.items() if s.expires_at <= now]:
+            del self._sessions[key]
+
+    def _state(self, key: str, session: _Session) -> SessionState:
+        return SessionState(
+            key=key,
+            status=session.status,
+            generation=session.generation,
+            owner=session.owner,
+            last_seq=session.last_seq,
+            metadata=session.metadata,
+            lease_expired=session.lease_until <= time.monotonic(),
+        )
+
+    async def claim(
+        self, key: str, *, generation: str, owner: str, lease_ms: int, retention_ms: int
+    ) -> tuple[bool, SessionState]:
+        self._claims += 1
+        if self._claims % _SWEEP_EVERY == 0:
+            self._sweep()
+        now = time.monotonic()
+        session = self._live(key)
+        if session is not None and session.status == "active" and session.lease_until > now:
+            return False, self._state(key, session)
+        session = _Session(
+            generation=generation,
+            owner=owner,
+            lease_until=now + lease_ms / 1000,
+            expires_at=now + retention_ms / 1000,
+        )
+        self._sessions[key] = session
+        return True, self._state(key, session)
+
+    def _writable(self, key: str, generation: str) -> tuple[_Session | None, WriteOutcome]:
+        session = self._live(key)
+        if session is None or session.generation != generation:
+            return None, "stale"
+        if session.status != "active":
+            return None, session.status
+        return session, "ok"
+
+    async def append(
+        self,
+        key: str,
+        *,
+        generation: str,
+        events: Sequence[StreamEvent],
+        metadata: str | None,
+        lease_ms: int,
+        retention_ms: int,
+    ) -> WriteOutcome:
+        session, outcome = self._writable(key, generation)
+        if session is None:
+            return outcome
+        fresh = [e for e in events if e.seq > session.last_seq]
+        if fresh and fresh[0].seq != session.last_seq + 1:
+            raise ValueError(f"gap in appended events: {fresh[0].seq} after {session.last_seq}")
+        session.events.extend(fresh)
+        if metadata is not None:
+            session.metadata = metadata
+        now = time.monotonic()
+        session.lease_until = now + lease_ms / 1000
+        if fresh and fresh[-1].event in TERMINAL_EVENTS:
+            session.status = fresh[-1].event  # type: ignore[assignment]
+            session.expires_at = now + retention_ms / 1000
+        if fresh:
+            self._deliver(key, "events", EventBatch(fresh))
+        return "ok"
+
+    async def refresh(
+        self, key: str, *, generation: str, lease_ms: int, retention_ms: int
+    ) -> WriteOutcome:
+        session, outcome = self._writable(key, generation)
+        if session is None:
+            return outcome
+        now = time.monotonic()
+        session.lease_until = now + lease_ms / 1000
+        session.expires_at = now + retention_ms / 1000
+        return "ok"
+
+    async def finish(
+        self,
+        key: str,
+        *,
+        generation: str | None,
+        event: Literal["cancelled", "error"],
+        data: str,
+        retention_ms: int,
+        only_if_lapsed: bool,
+    ) -> tuple[bool, SessionState | None]:
+        session = self._live(key)
+        if session is None:
+            return False, None
+        now = time.monotonic()
+        if (
+            (generation is not None and session.generation != generation)
+            or session.status != "active"
+            or (only_if_lapsed and session.lease_until > now)
+        ):
+            return False, self._state(key, session)
+        terminal = StreamEvent(session.generation, session.last_seq + 1, event, data)
+        session.events.append(terminal)
+        session.status = event
+        session.expires_at = now + retention_ms / 1000
+        self._deliver(key, "events", EventBatch([terminal]))
+        if event == "cancelled":
+            self._deliver(key, "control", Control("cancel", session.generation))
+        return True, self._state(key, session)
+
+    async def release(self, key: str, *, generation: str) -> None:
+        session = self._live(key)
+        if session is not None and session.generation == generation:
+            session.owner = ""
+        self._deliver(key, "control", Control("stopped", generation))
+
+    async def read(
+        self, key: str, *, generation: str, after_seq: int, limit: int
+    ) -> list[StreamEvent] | None:
+        session = self._live(key)
+        if session is None or session.generation != generation:
+            return None
+        return session.events[after_seq : after_seq + limit]
+
+    async def states(self, keys: Sequence[str]) -> list[SessionState | None]:
+        result: list[SessionState | None] = []
+        for key in keys:
+            session = self._live(key)
+            result.append(None if session is None else self._state(key, session))
+        return result
+
+    async def remove(self, key: str) -> bool:
+        return self._sessions.pop(key, None) is not None
+
+    def _deliver(self, key: str, kind: ChannelKind, note: EventBatch | Control) -> None:
+        if self._notify is not None and key in self._watched[kind]:
+            self._notify(key, note)

@@ -1,0 +1,235 @@
+"""Redis backend: a hash of state and a Stream of events per session, Lua for every
+state change, one Pub/Sub connection per process for notifications.
+
+Each script checks the generation, so a producer that lost its key cannot write.
+Stream entry ids are `<seq>-0`: a retried append of a seq already stored is
+skipped, never stored twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any, Literal, cast
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import BusyLoadingError, ReadOnlyError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .._errors import BackendUnavailableError
+from .._events import Status, StreamEvent
+from .._keys import KeySpace
+from . import _codec
+from ._base import (
+    ChannelKind,
+    NotificationHandler,
+    ResyncHandler,
+    SessionState,
+    WriteOutcome,
+)
+from ._pubsub import PubSubListener
+
+_SCRIPTS = ("claim", "append", "refresh", "finish", "release", "read", "state")
+
+
+def _load_scripts(client: Redis) -> dict[str, AsyncScript]:
+    folder = resources.files(__package__).joinpath("lua")
+    return {
+        name: client.register_script(folder.joinpath(f"{name}.lua").read_text("utf-8"))
+        for name in _SCRIPTS
+    }
+
+
+@contextmanager
+def _unavailable_as_error() -> Iterator[None]:
+    """Redis being down, paused or failing over is one condition to the hub: retry later."""
+    try:
+        yield
+    except (
+        RedisConnectionError,
+        RedisTimeoutError,
+        BusyLoadingError,
+        ReadOnlyError,
+        OSError,
+    ) as exc:
+        raise BackendUnavailableError(f"Redis is unavailable: {exc}") from exc
+
+
+def _session_state(key: str, row: list[Any]) -> SessionState:
+    status, generation, owner, lease_left, last_seq, metadata = row[-6:]
+    return SessionState(
+        key=key,
+        status=cast("Status", status),
+        generation=generation,
+        owner=owner,
+        last_seq=int(last_seq),
+        metadata=metadata,
+        lease_expired=int(lease_left) <= 0,
+    )
+
+
+class RedisBackend:
+    """Stores sessions in Redis through a ready `redis.asyncio.Redis` client.
+
+    The client must be created with `decode_responses=True`. Pass one built for
+    Sentinel (`Sentinel(...).master_for(...)`) the same way.
+    """
+
+    def __init__(self, *, client: Redis, prefix: str = "streamhub:") -> None:
+        self._client = client
+        self._keys = KeySpace(prefix)
+        self._scripts = _load_scripts(client)
+        self._channels: dict[str, tuple[str, ChannelKind]] = {}
+        self._listener: PubSubListener | None = None
+        self._notify: NotificationHandler | None = None
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, prefix: str = "streamhub:", socket_timeout_s: float = 5.0
+    ) -> RedisBackend:
+        client = Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=socket_timeout_s,
+        )
+        return cls(client=client, prefix=prefix)
+
+    async def open(self, on_notification: NotificationHandler, on_resync: ResyncHandler) -> None:
+        self._notify = on_notification
+        self._listener = PubSubListener(self._client, self._on_message, on_resync)
+        self._listener.start()
+
+    async def aclose(self) -> None:
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            await listener.aclose()
+        await self._client.aclose()
+
+    def _channel(self, key: str, kind: ChannelKind) -> str:
+        if kind == "events":
+            return self._keys.event_channel(key)
+        return self._keys.control_channel(key)
+
+    async def watch(self, key: str, kind: ChannelKind) -> None:
+        channel = self._channel(key, kind)
+        self._channels[channel] = (key, kind)
+        if self._listener is None:
+            raise RuntimeError("RedisBackend.open() must be called before watch()")
+        with _unavailable_as_error():
+            await self._listener.subscribe(channel)
+
+    async def unwatch(self, key: str, kind: ChannelKind) -> None:
+        channel = self._channel(key, kind)
+        self._channels.pop(channel, None)
+        if self._listener is not None:
+            await self._listener.unsubscribe(channel)
+
+    def _on_message(self, channel: str, payload: str) -> None:
+        target = self._channels.get(channel)
+        note = _codec.decode(payload)
+        if target is not None and note is not None and self._notify is not None:
+            self._notify(target[0], note)
+
+    async def _run(self, script: str, keys: list[str], args: Sequence[str | int]) -> Any:
+        with _unavailable_as_error():
+            return await self._scripts[script](keys=keys, args=args)
+
+    async def claim(
+        self, key: str, *, generation: str, owner: str, lease_ms: int, retention_ms: int
+    ) -> tuple[bool, SessionState]:
+        row = await self._run(
+            "claim",
+            keys=[self._keys.state(key), self._keys.events(key)],
+            args=[generation, owner, lease_ms, retention_ms],
+        )
+        return bool(row[0]), _session_state(key, row)
+
+    async def append(
+        self,
+        key: str,
+        *,
+        generation: str,
+        events: Sequence[StreamEvent],
+        metadata: str | None,
+        lease_ms: int,
+        retention_ms: int,
+    ) -> WriteOutcome:
+        args: list[str | int] = [
+            generation,
+            lease_ms,
+            retention_ms,
+            "" if metadata is None else metadata,
+            _codec.encode_events(generation, events) if events else "",
+            len(events),
+        ]
+        for event in events:
+            args += (event.seq, event.event or "", event.data)
+        keys = [self._keys.state(key), self._keys.events(key), self._keys.event_channel(key)]
+        return cast("WriteOutcome", await self._run("append", keys, args))
+
+    async def refresh(
+        self, key: str, *, generation: str, lease_ms: int, retention_ms: int
+    ) -> WriteOutcome:
+        keys = [self._keys.state(key), self._keys.events(key)]
+        outcome = await self._run("refresh", keys, [generation, lease_ms, retention_ms])
+        return cast("WriteOutcome", outcome)
+
+    async def finish(
+        self,
+        key: str,
+        *,
+        generation: str | None,
+        event: Literal["cancelled", "error"],
+        data: str,
+        retention_ms: int,
+        only_if_lapsed: bool,
+    ) -> tuple[bool, SessionState | None]:
+        keys = [
+            self._keys.state(key),
+            self._keys.events(key),
+            self._keys.event_channel(key),
+            self._keys.control_channel(key),
+        ]
+        args: list[str | int] = [generation or "", event, data, retention_ms, int(only_if_lapsed)]
+        row = await self._run("finish", keys, args)
+        if row is None:
+            return False, None
+        return bool(row[0]), _session_state(key, row)
+
+    async def release(self, key: str, *, generation: str) -> None:
+        keys = [self._keys.state(key), self._keys.control_channel(key)]
+        await self._run("release", keys, [generation])
+
+    async def read(
+        self, key: str, *, generation: str, after_seq: int, limit: int
+    ) -> list[StreamEvent] | None:
+        keys = [self._keys.state(key), self._keys.events(key)]
+        rows = await self._run("read", keys, [generation, after_seq, limit])
+        if rows is None:
+            return None
+        return [_stream_event(generation, entry_id, fields) for entry_id, fields in rows]
+
+    async def states(self, keys: Sequence[str]) -> list[SessionState | None]:
+        with _unavailable_as_error():
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    await self._scripts["state"](keys=[self._keys.state(key)], client=pipe)
+                rows = await pipe.execute()
+        return [
+            None if row is None else _session_state(k, row)
+            for k, row in zip(keys, rows, strict=False)
+        ]
+
+    async def remove(self, key: str) -> bool:
+        with _unavailable_as_error():
+            removed = await self._client.delete(self._keys.state(key), self._keys.events(key))
+        return bool(removed)
+
+
+def _stream_event(generation: str, entry_id: str, fields: list[str]) -> StreamEvent:
+    name = fields[3] if len(fields) >= 4 else None
+    return StreamEvent(generation, int(entry_id.partition("-")[0]), name, fields[1])
