@@ -1,0 +1,46 @@
+# Entry points: `make run` (the example app on http://127.0.0.1:8000, in-memory backend)
+# and `make test` (lint, format check, mypy, the whole pytest suite). Both set up .venv
+# first; setup is redone only when pyproject.toml is newer than the stamp file.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.streamhub-setup
+
+.PHONY: setup run test lint typecheck pytest bench-smoke
+
+setup: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# pip >= 25.1 installs PEP 735 dependency groups (`--group dev`).
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade "pip>=25.1"
+	$(PY) -m pip install --quiet -e . --group dev
+	touch $@
+
+run: $(STAMP)
+	$(PY) -m example_app
+
+# Every check runs even if an earlier one fails; the target fails if any did.
+test: $(STAMP)
+	@failed=""; \
+	$(VENV)/bin/ruff check . || failed="$$failed ruff-check"; \
+	$(VENV)/bin/ruff format --check . || failed="$$failed ruff-format"; \
+	$(VENV)/bin/mypy || failed="$$failed mypy"; \
+	$(PY) -m pytest || failed="$$failed pytest"; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP)
+	$(PY) -m pytest
+
+bench-smoke: $(STAMP)
+	$(PY) -m benchmarks --smoke

@@ -1,0 +1,54 @@
+"""Suite-wide fixtures.
+
+The infrastructure fixtures come from `tests/support/fixtures.py` (see its docstring):
+`anyio_backend`, `redis_server`, `redis_url`, `make_redis_server`, `make_uvicorn_server`.
+Async tests need `@pytest.mark.anyio` (or `pytestmark = pytest.mark.anyio` per module).
+"""
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from fastapi_streamhub import StreamHub
+from fastapi_streamhub.backends import Backend, MemoryBackend
+from fastapi_streamhub.backends.redis import RedisBackend
+
+pytest_plugins = ("tests.support.fixtures",)
+
+# ----------------------------------------------------------------------------------------
+# Hub fixtures, parametrised over the memory and redis backends (owned by the lead).
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    """Every test that uses a hub or a backend runs once per backend."""
+    return str(request.param)
+
+
+@pytest.fixture
+def make_backend(backend_kind: str, request: pytest.FixtureRequest) -> Callable[[], Backend]:
+    def make() -> Backend:
+        if backend_kind == "redis":
+            return RedisBackend.from_url(request.getfixturevalue("redis_url"))
+        return MemoryBackend()
+
+    return make
+
+
+@pytest.fixture
+def make_hub(make_backend: Callable[[], Backend]) -> Callable[..., StreamHub]:
+    """`make_hub(**options)`: a hub (not started) on this test's backend."""
+
+    def make(**options: Any) -> StreamHub:
+        return StreamHub(backend=make_backend(), **options)
+
+    return make
+
+
+@pytest.fixture
+async def hub(make_hub: Callable[..., StreamHub]) -> AsyncIterator[StreamHub]:
+    """A started hub with a short lease, so lapse tests finish quickly."""
+    async with make_hub(lease_ttl_s=1.0) as started:
+        yield started

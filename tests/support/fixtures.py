@@ -1,0 +1,69 @@
+"""Pytest fixtures for real servers, loaded by `tests/conftest.py` via `pytest_plugins`.
+
+- `anyio_backend`: "asyncio", session scope (so fixtures of any scope may be async).
+- `redis_server`: a fresh `RedisServer` per test; `redis_url`: its URL.
+- `make_redis_server(**options)`: more servers, or with options (`appendonly=True`).
+- `make_uvicorn_server(app, **options)`: started `UvicornServer`s.
+
+Everything a factory made is stopped when the test ends. Each server's log is printed
+at teardown, which pytest shows only for a failed test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+
+from tests.support.redis_server import RedisServer
+from tests.support.uvicorn_server import UvicornServer
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Run `@pytest.mark.anyio` tests on asyncio only."""
+    return "asyncio"
+
+
+def _print_logs(name: str, server: RedisServer | UvicornServer) -> None:
+    print(f"----- {name} log (port {server.port}) -----\n{server.logs()[-8000:]}")
+
+
+@pytest.fixture
+def make_redis_server() -> Iterator[Callable[..., RedisServer]]:
+    """A factory: `make_redis_server(appendonly=True)` returns a started `RedisServer`."""
+    with ExitStack() as stack:
+
+        def make(**options: Any) -> RedisServer:
+            server = stack.enter_context(RedisServer(**options))
+            stack.callback(_print_logs, "redis-server", server)
+            return server
+
+        yield make
+
+
+@pytest.fixture
+def redis_server(make_redis_server: Callable[..., RedisServer]) -> RedisServer:
+    """A fresh, empty `RedisServer` for this test (not the shared one on 6379)."""
+    return make_redis_server()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """`redis://127.0.0.1:<port>/0` of this test's `redis_server`."""
+    return redis_server.url
+
+
+@pytest.fixture
+def make_uvicorn_server() -> Iterator[Callable[..., UvicornServer]]:
+    """A factory: `make_uvicorn_server("pkg.mod:app", env={...})` returns a started server."""
+    with ExitStack() as stack:
+
+        def make(app: str, **options: Any) -> UvicornServer:
+            server = stack.enter_context(UvicornServer(app, **options))
+            stack.callback(_print_logs, f"uvicorn {app}", server)
+            return server
+
+        yield make
