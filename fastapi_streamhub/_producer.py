@@ -49,6 +49,8 @@ class Producer:
         self._config = config
         self._on_finished = on_finished
         self._seq = 0
+        self._stored_seq = 0
+        self._stored = anyio.Event()
         self._bytes = 0
         self._pending: list[StreamEvent] = []
         self._metadata: dict[str, Any] = {}
@@ -125,6 +127,12 @@ class Producer:
         self._pending.append(StreamEvent(self.generation, self._seq, name, data))
         self._wakeup.set()
 
+    async def flush(self) -> None:
+        """Wait until everything published so far is stored (or the producer stopped)."""
+        target = self._seq
+        while self._stored_seq < target and not self._finished.is_set():
+            await self._stored.wait()
+
     async def set_metadata(self, metadata: dict[str, Any]) -> None:
         """Merge `metadata` into the stream's metadata (shown by status, sent with `done`)."""
         self._check_open()
@@ -190,6 +198,10 @@ class Producer:
                 self._room.set()
                 self._room = anyio.Event()
                 outcome = await self._write(batch, metadata)
+                if outcome == "ok" and batch:
+                    self._stored_seq = batch[-1].seq
+                    self._stored.set()
+                    self._stored = anyio.Event()
                 if outcome != "ok":
                     self._stop("stale" if outcome == "stale" else outcome)
                 elif batch and batch[-1].terminal:
@@ -200,6 +212,7 @@ class Producer:
             with anyio.CancelScope(shield=True), anyio.move_on_after(self._config.cancel_wait_s):
                 await self._release()
             self._finished.set()
+            self._stored.set()
             self._on_finished(self)
 
     async def refresh(self) -> None:

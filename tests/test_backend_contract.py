@@ -1,0 +1,205 @@
+"""The backend contract: both backends must behave the same, event for event."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import anyio
+import pytest
+
+from fastapi_streamhub import StreamEvent
+from fastapi_streamhub.backends import Backend, Control, EventBatch, Notification
+
+pytestmark = pytest.mark.anyio
+
+LEASE_MS = 60_000
+RETENTION_MS = 60_000
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.notes: list[tuple[str, Notification]] = []
+        self.resyncs = 0
+
+    def on_note(self, key: str, note: Notification) -> None:
+        self.notes.append((key, note))
+
+    def on_resync(self) -> None:
+        self.resyncs += 1
+
+    async def wait_for(self, count: int) -> list[tuple[str, Notification]]:
+        with anyio.fail_after(5):
+            while len(self.notes) < count:
+                await anyio.sleep(0.005)
+        return self.notes
+
+
+@pytest.fixture
+def inbox() -> Inbox:
+    return Inbox()
+
+
+@pytest.fixture
+async def backend(make_backend: Callable[[], Backend], inbox: Inbox) -> AsyncIterator[Backend]:
+    backend = make_backend()
+    await backend.open(inbox.on_note, inbox.on_resync)
+    yield backend
+    await backend.aclose()
+
+
+def events(generation: str, first: int, *items: tuple[str | None, str]) -> list[StreamEvent]:
+    return [StreamEvent(generation, first + i, name, data) for i, (name, data) in enumerate(items)]
+
+
+async def claim(backend: Backend, key: str, generation: str, *, lease_ms: int = LEASE_MS) -> bool:
+    created, _ = await backend.claim(
+        key, generation=generation, owner="me", lease_ms=lease_ms, retention_ms=RETENTION_MS
+    )
+    return created
+
+
+async def append(backend: Backend, key: str, generation: str, batch: list[StreamEvent]) -> str:
+    return await backend.append(
+        key,
+        generation=generation,
+        events=batch,
+        metadata=None,
+        lease_ms=LEASE_MS,
+        retention_ms=RETENTION_MS,
+    )
+
+
+async def test_claim_is_exclusive_while_the_lease_holds(backend: Backend) -> None:
+    assert await claim(backend, "k", "g1") is True
+    assert await claim(backend, "k", "g2") is False
+    (state,) = await backend.states(["k"])
+    assert state is not None
+    assert (state.status, state.generation, state.owner, state.last_seq) == (
+        "active",
+        "g1",
+        "me",
+        0,
+    )
+
+
+async def test_appended_events_read_back_exactly(backend: Backend) -> None:
+    await claim(backend, "k", "g1")
+    batch = events("g1", 1, (None, '"a\\r\\nb"'), ("tool", '{"x":1}'), (None, '""'))
+    assert await append(backend, "k", "g1", batch) == "ok"
+    assert await backend.read("k", generation="g1", after_seq=0, limit=10) == batch
+    assert await backend.read("k", generation="g1", after_seq=2, limit=10) == batch[2:]
+    assert await backend.read("k", generation="g1", after_seq=0, limit=2) == batch[:2]
+
+
+async def test_retried_append_is_not_duplicated(backend: Backend) -> None:
+    await claim(backend, "k", "g1")
+    first = events("g1", 1, (None, '"a"'), (None, '"b"'))
+    await append(backend, "k", "g1", first)
+    retried = [*first, *events("g1", 3, (None, '"c"'))]
+    assert await append(backend, "k", "g1", retried) == "ok"
+    stored = await backend.read("k", generation="g1", after_seq=0, limit=10)
+    assert [e.data for e in stored] == ['"a"', '"b"', '"c"']
+
+
+async def test_write_of_a_superseded_generation_is_refused(backend: Backend) -> None:
+    await claim(backend, "k", "old", lease_ms=1)
+    await anyio.sleep(0.01)
+    assert await claim(backend, "k", "new") is True
+    assert await append(backend, "k", "old", events("old", 1, (None, '"x"'))) == "stale"
+    outcome = await backend.refresh("k", generation="old", lease_ms=LEASE_MS, retention_ms=1000)
+    assert outcome == "stale"
+    assert await backend.read("k", generation="new", after_seq=0, limit=10) == []
+    assert await backend.read("k", generation="old", after_seq=0, limit=10) is None
+
+
+async def test_terminal_event_ends_the_session(backend: Backend) -> None:
+    await claim(backend, "k", "g1")
+    await append(backend, "k", "g1", events("g1", 1, (None, '"a"'), ("done", "{}")))
+    (state,) = await backend.states(["k"])
+    assert state is not None and (state.status, state.last_seq) == ("done", 2)
+    assert await append(backend, "k", "g1", events("g1", 3, (None, '"late"'))) == "done"
+    assert await claim(backend, "k", "g2") is True
+
+
+async def test_cancel_stores_the_terminal_and_signals_the_owner(
+    backend: Backend, inbox: Inbox
+) -> None:
+    await claim(backend, "k", "g1")
+    await backend.watch("k", "events")
+    await backend.watch("k", "control")
+    await append(backend, "k", "g1", events("g1", 1, (None, '"a"')))
+    cancelled, state = await backend.finish(
+        "k",
+        generation=None,
+        event="cancelled",
+        data='{"reason":"cancelled"}',
+        retention_ms=RETENTION_MS,
+        only_if_lapsed=False,
+    )
+    assert cancelled and state is not None and state.status == "cancelled"
+    notes = await inbox.wait_for(3)
+    assert notes[0] == ("k", EventBatch(events("g1", 1, (None, '"a"'))))
+    assert notes[1] == ("k", EventBatch(events("g1", 2, ("cancelled", '{"reason":"cancelled"}'))))
+    assert notes[2] == ("k", Control("cancel", "g1"))
+    assert await append(backend, "k", "g1", events("g1", 2, (None, '"b"'))) == "cancelled"
+
+
+async def test_lapsed_finish_waits_for_the_lease(backend: Backend) -> None:
+    await claim(backend, "k", "g1", lease_ms=300)
+    lost = '{"reason":"producer_lost"}'
+    finished, _ = await backend.finish(
+        "k", generation="g1", event="error", data=lost, retention_ms=1000, only_if_lapsed=True
+    )
+    assert finished is False
+    with anyio.fail_after(5):
+        while not finished:
+            await anyio.sleep(0.05)
+            finished, state = await backend.finish(
+                "k",
+                generation="g1",
+                event="error",
+                data=lost,
+                retention_ms=1000,
+                only_if_lapsed=True,
+            )
+    assert state is not None and state.status == "error"
+    stored = await backend.read("k", generation="g1", after_seq=0, limit=10)
+    assert stored == events("g1", 1, ("error", lost))
+
+
+async def test_release_clears_the_owner_and_tells_waiters(backend: Backend, inbox: Inbox) -> None:
+    await claim(backend, "k", "g1")
+    await backend.watch("k", "control")
+    await backend.release("k", generation="g1")
+    assert await inbox.wait_for(1) == [("k", Control("stopped", "g1"))]
+    (state,) = await backend.states(["k"])
+    assert state is not None and state.owner == ""
+
+
+async def test_unwatched_keys_are_not_delivered(backend: Backend, inbox: Inbox) -> None:
+    await claim(backend, "quiet", "g1")
+    await claim(backend, "loud", "g1")
+    await backend.watch("loud", "events")
+    await append(backend, "quiet", "g1", events("g1", 1, (None, '"q"')))
+    await append(backend, "loud", "g1", events("g1", 1, (None, '"l"')))
+    notes = await inbox.wait_for(1)
+    assert [key for key, _ in notes] == ["loud"]
+
+
+async def test_states_and_remove(backend: Backend) -> None:
+    await claim(backend, "a", "g1")
+    states = await backend.states(["a", "missing"])
+    assert states[0] is not None and states[1] is None
+    assert await backend.remove("a") is True
+    assert await backend.states(["a"]) == [None]
+    assert await backend.remove("a") is False
+
+
+async def test_keys_with_braces_never_share_storage(backend: Backend) -> None:
+    keys = ["a}{b", "a%7Db", "{a}", "a", "a:*", " a\x00", "ключ"]
+    for index, key in enumerate(keys):
+        await claim(backend, key, f"g{index}")
+        await append(backend, key, f"g{index}", events(f"g{index}", 1, (None, f'"{index}"')))
+    for index, key in enumerate(keys):
+        stored = await backend.read(key, generation=f"g{index}", after_seq=0, limit=10)
+        assert stored is not None and [e.data for e in stored] == [f'"{index}"']
