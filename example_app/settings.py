@@ -1,0 +1,39 @@
+"""The demo's configuration, read from the environment so that tests and deployments need no
+code change to switch the backend, the model or the pace."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the demo reads from the environment, with its defaults."""
+
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    tokens_per_s: float = 30.0
+    openai_model: str | None = None
+    openai_base_url: str | None = None
+    openai_api_key: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        """Read `STREAMHUB_REDIS_URL`, `HOST`, `PORT`, `STREAMHUB_DEMO_TOKENS_PER_S` and the
+        `OPENAI_*` variables; an unset or empty variable keeps the default."""
+
+        def get(name: str) -> str | None:
+            return env.get(name) or None
+
+        return cls(
+            redis_url=get("STREAMHUB_REDIS_URL"),
+            host=get("HOST") or cls.host,
+            port=int(get("PORT") or cls.port),
+            tokens_per_s=float(get("STREAMHUB_DEMO_TOKENS_PER_S") or cls.tokens_per_s),
+            openai_model=get("OPENAI_MODEL"),
+            openai_base_url=get("OPENAI_BASE_URL"),
+            openai_api_key=get("OPENAI_API_KEY"),
+        )
