@@ -20,9 +20,12 @@ class Inbox:
     def __init__(self) -> None:
         self.notes: list[tuple[str, Notification]] = []
         self.resyncs = 0
+        self._arrived = anyio.Event()
 
     def on_note(self, key: str, note: Notification) -> None:
         self.notes.append((key, note))
+        self._arrived.set()
+        self._arrived = anyio.Event()
 
     def on_resync(self) -> None:
         self.resyncs += 1
@@ -30,7 +33,7 @@ class Inbox:
     async def wait_for(self, count: int) -> list[tuple[str, Notification]]:
         with anyio.fail_after(5):
             while len(self.notes) < count:
-                await anyio.sleep(0.005)
+                await self._arrived.wait()
         return self.notes
 
 
