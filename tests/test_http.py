@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.apps.generator_app import token
+from tests.support.polling import eventually
 from tests.support.redis_server import RedisServer
 from tests.support.sse import SSE, read_events, read_stream
 from tests.support.uvicorn_server import UvicornServer
@@ -97,9 +98,11 @@ async def test_cancel_on_b_stops_the_generator_on_a(
             results[name] = await read_events(http, method, url, json=body, timeout_s=20)
 
         group.start_soon(follow, "a", http_a, "POST", f"/gen/{rid}")
-        with anyio.fail_after(10):
-            while (await debug(http_a, rid))["yielded"] < 5:
-                await anyio.sleep(0.05)
+
+        async def yielding() -> bool:
+            return (await debug(http_a, rid))["yielded"] >= 5
+
+        await eventually(yielding)
         group.start_soon(follow, "b", http_b, "GET", f"/gen/{rid}/stream")
         response = await http_b.post(f"/gen/{rid}/cancel")
     assert response.status_code == 200

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
@@ -54,7 +54,7 @@ def create_app() -> FastAPI:
     @app.post("/gen/{run_id}")
     @resumable_stream("gen:{run_id}")
     async def generate(
-        run_id: str, spec: Spec, hub: StreamHub = Depends(get_hub)
+        run_id: str, spec: Spec, hub: Annotated[StreamHub, Depends(get_hub)]
     ) -> AsyncIterator[str]:
         record = runs.setdefault(run_id, {"starts": 0, "yielded": 0, "finally": 0})
         record["starts"] += 1
