@@ -90,11 +90,23 @@ class StreamHub:
         self._exit_stack: Any = None
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "streamhub:", **options: Any) -> StreamHub:
-        """A hub on Redis (`redis://`, `rediss://`, `unix://`); options as for `StreamHub()`."""
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = "streamhub:",
+        socket_timeout_s: float = 5.0,
+        **options: Any,
+    ) -> StreamHub:
+        """A hub on Redis (`redis://`, `rediss://`, `unix://`); options as for `StreamHub()`.
+
+        `socket_timeout_s` bounds each Redis command, so a stalled server turns into
+        retries (which the seq-based appends make safe) instead of a hang.
+        """
         from .backends.redis import RedisBackend
 
-        return cls(backend=RedisBackend.from_url(url, prefix=prefix), **options)
+        backend = RedisBackend.from_url(url, prefix=prefix, socket_timeout_s=socket_timeout_s)
+        return cls(backend=backend, **options)
 
     @property
     def started(self) -> bool:
