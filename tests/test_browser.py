@@ -218,6 +218,36 @@ def test_network_cut_mid_answer_completes_without_gap_or_duplicate(
     assert answer(page) == full_text(PROMPT)
 
 
+def test_reload_after_the_end_and_after_a_new_run_elsewhere(
+    page: Page, start_demo: Callable[..., UvicornServer]
+) -> None:
+    server = start_demo(STREAMHUB_DEMO_TOKENS_PER_S="200")  # nothing here happens mid-answer
+    page.goto(server.base_url)
+    send(page, PROMPT)
+    expect_state(page, "done")
+    first_run = stored_chat(page)
+
+    with page.expect_response(lambda r: "/stream?" in r.url) as first:
+        page.reload()
+    assert first.value.status == 204, "a cursor at the terminal event has nothing more to read"
+    expect_state(page, "done")
+    assert answer(page) == full_text(PROMPT)
+
+    # The next turn of the same chat starts elsewhere (another tab, another device).
+    second_prompt = "And what happens on the next turn?"
+    url = f"{server.base_url}/chat/{first_run['chatId']}"
+    with httpx.stream("POST", url, json={"text": second_prompt}, trust_env=False) as response:
+        assert response.status_code == 200
+    with page.expect_response(lambda r: "/stream?" in r.url) as second:
+        page.reload()
+    assert second.value.status == 200
+
+    expect_state(page, "done")
+    assert answer(page) == full_text(second_prompt), "the old answer is gone, the new one whole"
+    assert page.locator("#question").text_content() == second_prompt
+    assert stored_chat(page)["generation"] != first_run["generation"]
+
+
 # -- the page's SSE parser ---------------------------------------------------------------------
 
 PARSE_JS = """async (chunks) => {
