@@ -1,0 +1,34 @@
+"""The six scenarios, by number: each names its server workload and measures it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks.scenarios import fanout, first_event, footprint, pace, resume, throughput
+from benchmarks.scenarios._common import Context, Figure
+from benchmarks.sizes import Sizes
+
+
+@dataclass(frozen=True)
+class Scenario:
+    number: int
+    title: str
+    env: Callable[[Sizes], dict[str, str]]
+    run: Callable[[Context], Coroutine[Any, Any, list[Figure]]]
+
+
+SCENARIOS = {
+    s.number: s
+    for s in (
+        Scenario(1, "one stream, flat out", throughput.env, throughput.run),
+        Scenario(2, "concurrent streams at an LLM's pace", pace.env, pace.run),
+        Scenario(3, "fan-out to many subscribers", fanout.env, fanout.run),
+        Scenario(4, "resume a finished stream", resume.env, resume.run),
+        Scenario(5, "time to first event", first_event.env, first_event.run),
+        Scenario(6, "memory per stream and per subscriber", footprint.env, footprint.run),
+    )
+}
+
+__all__ = ["SCENARIOS", "Context", "Figure", "Scenario"]

@@ -1,0 +1,100 @@
+"""What every scenario shares: its context, its figures, and CPU/Redis sampling."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from benchmarks.processes import AppServer, RedisServer
+from benchmarks.sizes import Sizes
+from benchmarks.sse_client import SSEStream
+
+T = TypeVar("T")
+# Against the baseline, a figure is divided by it, has it subtracted, or neither.
+Compare = Literal["ratio", "diff", "none"]
+TIMEOUT_S = 180.0  # a stalled stream fails the run instead of hanging it
+
+
+@dataclass(frozen=True)
+class Context:
+    """One server under test (and our redis-server when it is the Redis target)."""
+
+    server: AppServer
+    redis: RedisServer | None
+    sizes: Sizes
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str
+    label: str
+    unit: str
+    value: float | None
+    compare: Compare = "ratio"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    at: float
+    server_cpu_s: float
+    redis_cpu_s: float
+    redis_calls: dict[str, int]
+
+    @classmethod
+    def take(cls, ctx: Context) -> Snapshot:
+        redis = ctx.redis
+        return cls(
+            at=time.perf_counter(),
+            server_cpu_s=ctx.server.proc.cpu_s(),
+            redis_cpu_s=redis.proc.cpu_s() if redis else 0.0,
+            redis_calls=redis.command_calls() if redis else {},
+        )
+
+    def cpu_us_per(self, later: Snapshot, count: int) -> float:
+        """Server CPU time spent since this snapshot, per unit of work."""
+        return (later.server_cpu_s - self.server_cpu_s) * 1e6 / count
+
+    def redis_cpu_us_per(self, later: Snapshot, count: int, ctx: Context) -> float | None:
+        if ctx.redis is None:
+            return None
+        return (later.redis_cpu_s - self.redis_cpu_s) * 1e6 / count
+
+    def calls_since(self, later: Snapshot) -> dict[str, int]:
+        """Redis commands issued since this snapshot, by command (zeros left out)."""
+        deltas = {k: v - self.redis_calls.get(k, 0) for k, v in later.redis_calls.items()}
+        return {k: v for k, v in sorted(deltas.items()) if v}
+
+
+async def bounded(awaitable: Awaitable[T]) -> T:
+    async with asyncio.timeout(TIMEOUT_S):
+        return await awaitable
+
+
+async def gather_bounded(awaitables: Iterable[Awaitable[T]]) -> list[T]:
+    return await bounded(asyncio.gather(*awaitables))
+
+
+def percentile(values: list[float], q: int) -> float:
+    """The q-th percentile (inclusive method, like numpy's default)."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def cursor(generation: str, seq: int) -> str:
+    """A resume cursor in the server's own id format (`gen:seq`, or `seq` for the baseline)."""
+    return f"{generation}:{seq}" if generation else str(seq)
+
+
+def median_or_none(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def resumes(streams: Iterable[SSEStream]) -> int:
+    """How many times these streams were resumed after ending early (lagged)."""
+    return sum(stream.resumes for stream in streams)

@@ -1,0 +1,180 @@
+"""The two servers under test, run by uvicorn in a subprocess (`--factory`).
+
+Both serve the same token source on the same routes, so the load generator
+cannot tell them apart except by speed:
+
+- `POST /chat/{chat_id}` starts a stream and streams it;
+- `GET /chat/{chat_id}/stream` reads it (whole, or after `Last-Event-ID` /
+  `?last_event_id=`), then follows it live;
+- `POST /gate/{chat_id}` releases a gated stream (see `BENCH_GATED`);
+- `GET /health` answers once the app is up.
+
+The baseline is plain `sse-starlette`: `EventSourceResponse` over a generator,
+with the least machinery the resume and fan-out scenarios need (a list of past
+events and one queue per live reader). The other is fastapi-streamhub's
+`@resumable_stream`, on the memory backend or, with `BENCH_REDIS_URL`, Redis.
+
+Environment: `BENCH_TOKENS` (tokens per stream), `BENCH_PACE_MS` (pause between
+tokens), `BENCH_GATED` (1: stop after the first token until the gate opens, so
+readers can attach before the stream goes live), `BENCH_REDIS_URL`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import FastAPI, Header
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+if TYPE_CHECKING:
+    from fastapi_streamhub import StreamHub
+
+TEXT = " tok"  # about one LLM token
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What every stream of this server yields, read from the environment."""
+
+    tokens: int
+    pace_s: float
+    gated: bool
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Workload:
+        return cls(
+            tokens=int(os.environ.get("BENCH_TOKENS", "100")),
+            pace_s=float(os.environ.get("BENCH_PACE_MS", "0")) / 1000,
+            gated=os.environ.get("BENCH_GATED", "0") == "1",
+        )
+
+    def gate(self, chat_id: str) -> asyncio.Event:
+        return self.gates.setdefault(chat_id, asyncio.Event())
+
+    async def tokens_for(self, chat_id: str) -> AsyncIterator[dict[str, Any]]:
+        """Token payloads stamped with their send time (`t`, `time.time()`)."""
+        for i in range(1, self.tokens + 1):
+            if i > 1 and self.pace_s:
+                await asyncio.sleep(self.pace_s)
+            yield {"i": i, "t": time.time(), "text": TEXT}
+            if i == 1 and self.gated:
+                await self.gate(chat_id).wait()
+
+
+def _add_common_routes(app: FastAPI, workload: Workload) -> None:
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/gate/{chat_id}")
+    async def open_gate(chat_id: str) -> dict[str, str]:
+        workload.gate(chat_id).set()
+        return {"status": "open"}
+
+
+@dataclass
+class _Channel:
+    """What the baseline keeps per chat: its events so far and its live readers."""
+
+    history: list[ServerSentEvent] = field(default_factory=list)
+    readers: set[asyncio.Queue[ServerSentEvent]] = field(default_factory=set)
+
+    def publish(self, event: ServerSentEvent) -> None:
+        self.history.append(event)
+        for queue in self.readers:
+            queue.put_nowait(event)
+
+    async def follow(self, after: int) -> AsyncIterator[ServerSentEvent]:
+        queue: asyncio.Queue[ServerSentEvent] = asyncio.Queue()
+        backlog = self.history[after:]  # taken as the reader is added: no gap, no overlap
+        self.readers.add(queue)
+        last = backlog[-1] if backlog else None
+        try:
+            for event in backlog:
+                yield event
+            while last is None or last.event != "done":
+                last = await queue.get()
+                yield last
+        finally:
+            self.readers.discard(queue)
+
+
+def create_baseline_app() -> FastAPI:
+    """Plain sse-starlette: the yardstick every figure is divided by."""
+    workload = Workload.from_env()
+    channels: dict[str, _Channel] = {}
+    app = FastAPI()
+    _add_common_routes(app, workload)
+
+    async def produce(chat_id: str, channel: _Channel) -> AsyncIterator[ServerSentEvent]:
+        async for payload in workload.tokens_for(chat_id):
+            event = ServerSentEvent(data=json.dumps(payload), id=str(payload["i"]))
+            channel.publish(event)
+            yield event
+        done = ServerSentEvent(data="{}", event="done", id=str(workload.tokens + 1))
+        channel.publish(done)
+        yield done
+
+    @app.post("/chat/{chat_id}")
+    async def chat(chat_id: str) -> EventSourceResponse:
+        channel = channels[chat_id] = _Channel()
+        return EventSourceResponse(produce(chat_id, channel))
+
+    @app.get("/chat/{chat_id}/stream")
+    async def resume(
+        chat_id: str,
+        last_event_id: str = "0",
+        header_cursor: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    ) -> EventSourceResponse:
+        after = int(header_cursor or last_event_id)
+        return EventSourceResponse(channels[chat_id].follow(after))
+
+    return app
+
+
+def create_streamhub_app() -> FastAPI:
+    """fastapi-streamhub, memory backend unless `BENCH_REDIS_URL` is set."""
+    from fastapi_streamhub import StreamHub, resumable_stream  # the baseline never loads it
+
+    workload = Workload.from_env()
+    url = os.environ.get("BENCH_REDIS_URL")
+    hub = _redis_hub(url) if url else StreamHub()
+    app = FastAPI(lifespan=hub.lifespan)
+    _add_common_routes(app, workload)
+
+    @app.post("/chat/{chat_id}")
+    @resumable_stream("chat:{chat_id}")
+    async def chat(chat_id: str) -> AsyncIterator[dict[str, Any]]:
+        async for payload in workload.tokens_for(chat_id):
+            yield payload
+
+    return app
+
+
+def _redis_hub(url: str) -> StreamHub:
+    """`StreamHub.from_url(url)`, except that its connection pool is not capped.
+
+    redis-py 8 caps a pool at 100 connections and fails the next concurrent
+    command ("Too many connections"), which 200 streams starting at once reach.
+    Return to `from_url` once the library sizes its pool itself.
+    """
+    from redis.asyncio import Redis
+
+    from fastapi_streamhub import StreamHub
+    from fastapi_streamhub.backends.redis import RedisBackend
+
+    client = Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=5.0,
+        socket_connect_timeout=5.0,
+        max_connections=2**31,
+    )
+    return StreamHub(backend=RedisBackend(client=client))
