@@ -7,6 +7,7 @@ instance) or shutdown do.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -61,8 +62,6 @@ class CancelResult:
 
 
 def _status(state: SessionState) -> StreamStatus:
-    import json
-
     return StreamStatus(
         key=state.key,
         status=state.status,
