@@ -1,0 +1,123 @@
+"""The FastAPI surface: starting the hub, the dependency, decorator misuse, public names."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import pytest
+from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
+
+import fastapi_streamhub
+from fastapi_streamhub import Event, StreamHub, get_hub, resumable_stream
+from tests.support.sse import SSEParser
+
+
+def app_with_init_app() -> tuple[FastAPI, StreamHub, list[str]]:
+    calls: list[str] = []
+
+    @asynccontextmanager
+    async def own_lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        calls.append("startup")
+        yield {"database": "connected"}
+        calls.append("shutdown")
+
+    hub = StreamHub()
+    app = FastAPI(lifespan=own_lifespan)
+    hub.init_app(app)
+
+    @app.post("/chat/{chat_id}")
+    @resumable_stream("chat:{chat_id}")
+    async def chat(
+        chat_id: str, hub: Annotated[StreamHub, Depends(get_hub)]
+    ) -> AsyncIterator[object]:
+        yield f"hello {chat_id}"
+        yield Event("usage", {"tokens": 2, "hub_started": hub.started})
+
+    return app, hub, calls
+
+
+def test_init_app_keeps_the_apps_own_lifespan_and_mounts_routes() -> None:
+    app, hub, calls = app_with_init_app()
+    with TestClient(app) as client:
+        assert calls == ["startup"]
+        assert hub.started
+        response = client.post("/chat/7")
+        events = SSEParser().feed(response.text)
+        assert [(e.event, e.json()) for e in events] == [
+            ("message", "hello 7"),
+            ("usage", {"tokens": 2, "hub_started": True}),
+            ("done", {}),
+        ]
+        status = client.get("/chat/7/status").json()
+        assert (status["key"], status["status"], status["last_seq"]) == ("chat:7", "done", 3)
+        assert (
+            client.get("/chat/7/stream", headers={"Last-Event-ID": events[-1].id}).status_code
+            == 204
+        )
+    assert calls == ["startup", "shutdown"]
+    assert not hub.started
+
+
+def test_using_an_unstarted_hub_says_how_to_start_it() -> None:
+    app = FastAPI()
+    app.state.streamhub = StreamHub()
+
+    @app.get("/hub")
+    async def endpoint(hub: Annotated[StreamHub, Depends(get_hub)]) -> str:
+        return "unreachable"
+
+    with (
+        TestClient(app, raise_server_exceptions=True) as client,
+        pytest.raises(fastapi_streamhub.HubNotStartedError, match="lifespan"),
+    ):
+        client.get("/hub")
+
+
+def test_decorator_refuses_misuse_at_import_time() -> None:
+    with pytest.raises(TypeError, match="async generator"):
+
+        @resumable_stream("chat:{chat_id}")
+        async def not_a_generator(chat_id: str) -> str:
+            return chat_id
+
+    with pytest.raises(TypeError, match="unknown parameters"):
+
+        @resumable_stream("chat:{room}")
+        async def wrong_name(chat_id: str) -> AsyncIterator[str]:
+            yield chat_id
+
+    with pytest.raises(ValueError, match="on_conflict"):
+        resumable_stream("chat:{chat_id}", on_conflict="queue")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="only name parameters"):
+        resumable_stream("chat:{chat_id.attr}")
+
+
+def test_the_wrapper_is_not_a_generator_for_fastapi() -> None:
+    @resumable_stream("chat:{chat_id}")
+    async def chat(chat_id: str) -> AsyncIterator[str]:
+        yield chat_id
+
+    assert not hasattr(chat, "__wrapped__")
+    assert chat.__name__ == "chat"
+
+
+@pytest.mark.parametrize("name", ["", "done", "error", "cancelled", "reset", "message", "a\nb"])
+def test_reserved_or_unsendable_event_names_are_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="event name"):
+        Event(name, {})
+
+
+def test_public_names_are_exported_sorted() -> None:
+    assert fastapi_streamhub.__all__ == sorted(fastapi_streamhub.__all__)
+    for name in fastapi_streamhub.__all__:
+        assert getattr(fastapi_streamhub, name) is not None
+
+
+def test_options_are_validated() -> None:
+    with pytest.raises(ValueError, match="lease_ttl_s must be positive"):
+        StreamHub(lease_ttl_s=0)
+    with pytest.raises(TypeError):
+        StreamHub(lease_ttl=5)
