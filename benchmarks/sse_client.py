@@ -20,88 +20,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 from typing import cast
+
+from benchmarks.wire import BodyDecoder, SSEParser
 
 HOST = "127.0.0.1"
 
 
 class StreamBrokenError(Exception):
     """A response that is not the complete, well-formed stream we asked for."""
-
-
-class SSEParser:
-    """Turns body bytes into `sink(event, id, data, now)` calls, keeping partial lines."""
-
-    def __init__(self, sink: Callable[[bytes, bytes, bytes, float], None]) -> None:
-        self._sink = sink
-        self._rest = b""
-        self._event = b""
-        self._id = b""
-        self._data: list[bytes] = []
-
-    def feed(self, chunk: bytes, now: float) -> None:
-        buf = self._rest + chunk
-        held = b""
-        if b"\r" in buf:
-            if buf.endswith(b"\r"):  # may be the first half of a CRLF
-                buf, held = buf[:-1], b"\r"
-            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        lines = buf.split(b"\n")
-        self._rest = lines.pop() + held
-        for line in lines:
-            if line:
-                self._field(line)
-            elif self._data:
-                self._sink(self._event, self._id, b"\n".join(self._data), now)
-                self._event, self._data = b"", []
-            else:
-                self._event = b""
-
-    def _field(self, line: bytes) -> None:
-        name, _, value = line.partition(b":")
-        if value[:1] == b" ":
-            value = value[1:]
-        if name == b"data":
-            self._data.append(value)
-        elif name == b"id":
-            self._id = value
-        elif name == b"event":
-            self._event = value
-
-
-class BodyDecoder:
-    """Undoes HTTP/1.1 chunked framing (or passes a close-delimited body through)."""
-
-    def __init__(self, chunked: bool, out: Callable[[bytes], None]) -> None:
-        self.chunked = chunked
-        self.ended = False
-        self._out = out
-        self._buf = b""
-        self._left = 0
-
-    def feed(self, data: bytes) -> None:
-        if not self.chunked:
-            self._out(data)
-            return
-        buf, pos = self._buf + data, 0
-        while not self.ended:
-            if self._left:
-                piece = buf[pos : pos + self._left]
-                if not piece:
-                    break
-                self._out(piece)
-                pos += len(piece)
-                self._left -= len(piece)
-                continue
-            eol = buf.find(b"\r\n", pos)
-            if eol < 0:
-                break
-            size_line, pos = buf[pos:eol], eol + 2
-            if size_line:  # an empty line is the CRLF that closes a chunk
-                self._left = int(size_line.split(b";")[0], 16)
-                self.ended = self._left == 0
-        self._buf = buf[pos:]
 
 
 class _Response(asyncio.Protocol):
@@ -223,11 +150,20 @@ class SSEStream:
 
     def feed(self, data: bytes) -> None:
         if not self.finished.done():
-            self._parser.feed(data, time.time() if self._latency else 0.0)
+            self._parser.feed(data, self._now())
+
+    def _now(self) -> float:
+        """Arrival time, read only when delays are measured (one clock read per read)."""
+        return time.time() if self._latency else 0.0
 
     def response_ended(self, exc: StreamBrokenError | None) -> None:
         if self.finished.done():
             return
+        if exc is None:
+            try:
+                self._parser.close(self._now())
+            except StreamBrokenError as broken:
+                exc = broken
         if exc is not None:
             self._fail(exc)
         elif self._done:
