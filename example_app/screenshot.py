@@ -25,6 +25,7 @@ TOKENS_SHOWN = 45
 
 
 def free_port() -> int:
+    """A loopback port for the demo, so the script never collides with a running instance."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -32,6 +33,7 @@ def free_port() -> int:
 
 
 def wait_until_serving(url: str, server: subprocess.Popen[bytes], timeout_s: float = 20) -> None:
+    """Poll `url` until the demo answers (bounded, and giving up if the process died)."""
     deadline = time.monotonic() + timeout_s
     while server.poll() is None and time.monotonic() < deadline:
         try:
@@ -44,6 +46,7 @@ def wait_until_serving(url: str, server: subprocess.Popen[bytes], timeout_s: flo
 
 
 def take(url: str) -> None:
+    """Ask a question and photograph the page once enough of the answer is on screen."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 880, "height": 760}, device_scale_factor=2)

@@ -42,6 +42,7 @@ def test_settings_come_from_the_environment() -> None:
 async def test_stop_closes_the_upstream_openai_request(
     make_uvicorn_server: Callable[..., UvicornServer],
 ) -> None:
+    pytest.importorskip("openai", reason="the optional `openai` extra is not installed")
     upstream = make_uvicorn_server("tests.apps.fake_openai:app")
     env = {
         "OPENAI_MODEL": "fake-model",
