@@ -19,6 +19,7 @@ from ._errors import (
 from ._events import Event, StreamEvent, UnsupportedChunkError
 from ._hub import CancelResult, StreamHub, StreamStatus
 from ._producer import Producer
+from ._runner import current_producer
 from ._subscription import Subscription
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "SubscriberLaggedError",
     "Subscription",
     "UnsupportedChunkError",
+    "current_producer",
     "get_hub",
     "resumable_stream",
 ]

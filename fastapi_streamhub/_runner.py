@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator
+from contextvars import ContextVar
 
 import anyio
 
@@ -20,8 +21,25 @@ logger = logging.getLogger("fastapi_streamhub")
 
 _CLOSE_TIMEOUT_S = 5.0
 
+_current: ContextVar[Producer] = ContextVar("streamhub_producer")
+
+
+def current_producer() -> Producer:
+    """The producer fed by the running `@resumable_stream` generator (for its metadata).
+
+    Raises:
+        LookupError: called outside such a generator.
+    """
+    try:
+        return _current.get()
+    except LookupError:
+        raise LookupError(
+            "current_producer() is only available inside a @resumable_stream generator"
+        ) from None
+
 
 async def drive(producer: Producer, generator: AsyncGenerator[object, None]) -> None:
+    _current.set(producer)
     try:
         async for chunk in generator:
             await producer.publish(chunk)

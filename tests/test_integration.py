@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
 import fastapi_streamhub
-from fastapi_streamhub import Event, StreamHub, get_hub, resumable_stream
+from fastapi_streamhub import Event, StreamHub, current_producer, get_hub, resumable_stream
 from tests.support.sse import SSEParser
 
 
@@ -35,6 +35,7 @@ def app_with_init_app() -> tuple[FastAPI, StreamHub, list[str]]:
     ) -> AsyncIterator[object]:
         yield f"hello {chat_id}"
         yield Event("usage", {"tokens": 2, "hub_started": hub.started})
+        await current_producer().set_metadata({"model": "sim"})
 
     return app, hub, calls
 
@@ -49,7 +50,7 @@ def test_init_app_keeps_the_apps_own_lifespan_and_mounts_routes() -> None:
         assert [(e.event, e.json()) for e in events] == [
             ("message", "hello 7"),
             ("usage", {"tokens": 2, "hub_started": True}),
-            ("done", {}),
+            ("done", {"model": "sim"}),
         ]
         status = client.get("/chat/7/status").json()
         assert (status["key"], status["status"], status["last_seq"]) == ("chat:7", "done", 3)
@@ -108,6 +109,11 @@ def test_the_wrapper_is_not_a_generator_for_fastapi() -> None:
 def test_reserved_or_unsendable_event_names_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match="event name"):
         Event(name, {})
+
+
+def test_current_producer_outside_a_stream_is_an_error() -> None:
+    with pytest.raises(LookupError, match="inside a @resumable_stream generator"):
+        current_producer()
 
 
 def test_public_names_are_exported_sorted() -> None:
