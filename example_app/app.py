@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from example_app.llm import ChatModel, OpenAIModel, SimulatedModel, TokenMeter
 from example_app.settings import Settings
-from fastapi_streamhub import Event, StreamHub, get_hub, resumable_stream
+from fastapi_streamhub import Event, StreamHub, current_producer, get_hub, resumable_stream
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -67,11 +67,8 @@ class Prompt(BaseModel):
     text: str = Field(min_length=1, max_length=4000)
 
 
-CHAT_KEY = "chat:{chat_id}"
-
-
 @app.post("/chat/{chat_id}")
-@resumable_stream(CHAT_KEY)
+@resumable_stream("chat:{chat_id}")
 async def chat(
     chat_id: ChatId, prompt: Prompt, hub: Annotated[StreamHub, Depends(get_hub)]
 ) -> AsyncIterator[str | Event]:
@@ -87,9 +84,7 @@ async def chat(
         async for token in tokens:
             count += 1
             yield token
-    producer = hub.get(CHAT_KEY.format(chat_id=chat_id))
-    if producer is not None:
-        await producer.set_metadata({"tokens": count})
+    await current_producer().set_metadata({"tokens": count})
 
 
 @app.get("/debug/tokens")
