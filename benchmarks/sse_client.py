@@ -11,8 +11,8 @@ benchmark that silently measures broken output is worthless.
 One exception, the one the wire contract allows: a response that ends cleanly
 before its terminal event (fastapi-streamhub ends a subscriber that falls too
 far behind) is resumed at once from the last id, as `EventSource` would do
-after its `retry:` delay. Such resumes are counted, never hidden, and each must
-make progress.
+after its `retry:` delay. Such resumes are counted, never hidden, and a stream
+that keeps ending without delivering anything fails.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import cast
 from benchmarks.wire import BodyDecoder, SSEParser
 
 HOST = "127.0.0.1"
+MAX_STALLS = 20
 
 
 class StreamBrokenError(Exception):
@@ -130,7 +131,8 @@ class SSEStream:
         self._next_seq = first_seq
         self._generation: bytes | None = None
         self._done = False
-        self._progress = False
+        self.last_id: str | None = None  # the cursor to resume from
+        self._stalls = 0  # responses in a row that ended early with no event
         self._parser = SSEParser(self._on_event)
 
     @property
@@ -144,7 +146,7 @@ class SSEStream:
             lines.append(f"Last-Event-ID: {last_id}")
         request = "\r\n".join([*lines, "Content-Length: 0", "Connection: close", "", ""])
         self._parser = SSEParser(self._on_event)
-        self._progress = False
+        self._stalls += 1
         loop = asyncio.get_running_loop()
         await loop.create_connection(lambda: _Response(self, request.encode()), HOST, self._port)
 
@@ -168,17 +170,16 @@ class SSEStream:
             self._fail(exc)
         elif self._done:
             self._finish()
-        elif self._progress:
+        elif self._stalls <= MAX_STALLS:
             self.resumes += 1
             task = asyncio.ensure_future(self._resume())
             task.add_done_callback(self._resume_failed)
         else:
-            self._fail(StreamBrokenError(f"{self.label}: response ended without a done event"))
+            msg = f"{self.label}: {MAX_STALLS} responses in a row ended early with no event"
+            self._fail(StreamBrokenError(msg))
 
     async def _resume(self) -> None:
-        seq = self._next_seq - 1
-        last_id = f"{self.generation}:{seq}" if self.generation else str(seq)
-        await self.connect("GET", f"/chat/{self._chat}/stream", last_id)
+        await self.connect("GET", f"/chat/{self._chat}/stream", self.last_id)
 
     def _resume_failed(self, task: asyncio.Future[None]) -> None:
         if not task.cancelled() and (exc := task.exception()) is not None:
@@ -196,7 +197,8 @@ class SSEStream:
                 f"got id {event_id!r} ({event!r}: {data[:200]!r})"
             )
         self._next_seq += 1
-        self._progress = True
+        self._stalls = 0
+        self.last_id = event_id.decode()
         if not self.first_event.done():
             self.first_event.set_result(time.perf_counter())
         if event == b"done":
@@ -244,6 +246,7 @@ async def open_stream(
     if start:
         await stream.connect("POST", f"/chat/{chat}", None)
     else:
+        stream.last_id = after
         await stream.connect("GET", f"/chat/{chat}/stream", after)
     return stream
 
