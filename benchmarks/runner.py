@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import os
 import platform
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from benchmarks import profiling
-from benchmarks.processes import RedisServer, Target, app_server, redis_server
+from benchmarks.processes import REPO, RedisServer, Target, app_server, redis_server
 from benchmarks.scenarios import SCENARIOS, Context, Figure
 from benchmarks.sizes import Sizes
 
@@ -70,7 +71,17 @@ def machine(redis: RedisServer | None, load_before: float) -> dict[str, Any]:
         "platform": platform.platform(),
         "loadavg_1min": {"before": load_before, "after": os.getloadavg()[0]},
         "versions": versions,
+        "library": _library_revision(),
     }
+
+
+def _library_revision() -> dict[str, str | bool]:
+    """The commit measured, and whether fastapi_streamhub/ had changes beyond it."""
+    git = ["git", "-C", str(REPO)]
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
+    status = [*git, "status", "--porcelain", "--", "fastapi_streamhub"]
+    dirty = subprocess.run(status, capture_output=True, text=True).stdout.strip()
+    return {"commit": commit.stdout.strip(), "uncommitted_changes": bool(dirty)}
 
 
 def _cpu_model() -> str:
