@@ -12,7 +12,7 @@ from typing import Any
 from benchmarks import profiling
 from benchmarks.processes import REPO, Target
 from benchmarks.runner import Results
-from benchmarks.scenarios import Figure
+from benchmarks.scenarios import Compare, Figure
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
 
@@ -24,7 +24,7 @@ class Row:
     key: str
     label: str
     unit: str
-    compare: str
+    compare: Compare
     values: dict[str, float | None] = field(default_factory=dict)
 
     def versus_baseline(self, target: str) -> float | None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.scenarios import fanout, first_event, footprint, pace, resume, throughput
-from benchmarks.scenarios._common import Context, Figure
+from benchmarks.scenarios._common import Compare, Context, Figure
 from benchmarks.sizes import Sizes
 
 
@@ -31,4 +31,4 @@ SCENARIOS = {
     )
 }
 
-__all__ = ["SCENARIOS", "Context", "Figure", "Scenario"]
+__all__ = ["SCENARIOS", "Compare", "Context", "Figure", "Scenario"]

@@ -39,9 +39,11 @@ class Figure:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """Clock, CPU times and Redis command counts at one instant."""
+
     at: float
     server_cpu_s: float
-    redis_cpu_s: float
+    redis_cpu_s: float | None  # None: no Redis in this target
     redis_calls: dict[str, int]
 
     @classmethod
@@ -50,7 +52,7 @@ class Snapshot:
         return cls(
             at=time.perf_counter(),
             server_cpu_s=ctx.server.proc.cpu_s(),
-            redis_cpu_s=redis.proc.cpu_s() if redis else 0.0,
+            redis_cpu_s=redis.proc.cpu_s() if redis else None,
             redis_calls=redis.command_calls() if redis else {},
         )
 
@@ -58,8 +60,8 @@ class Snapshot:
         """Server CPU time spent since this snapshot, per unit of work."""
         return (later.server_cpu_s - self.server_cpu_s) * 1e6 / count
 
-    def redis_cpu_us_per(self, later: Snapshot, count: int, ctx: Context) -> float | None:
-        if ctx.redis is None:
+    def redis_cpu_us_per(self, later: Snapshot, count: int) -> float | None:
+        if self.redis_cpu_s is None or later.redis_cpu_s is None:
             return None
         return (later.redis_cpu_s - self.redis_cpu_s) * 1e6 / count
 

@@ -38,7 +38,7 @@ async def run(ctx: Context) -> list[Figure]:
             "s2.redis_cpu_us",
             "S2 redis-server CPU per token",
             "µs",
-            before.redis_cpu_us_per(after, total, ctx),
+            before.redis_cpu_us_per(after, total),
         ),
         Figure("s2.delay_p50", "S2 delay per token p50", "ms", percentile(delays_ms, 50), "diff"),
         Figure("s2.delay_p99", "S2 delay per token p99", "ms", percentile(delays_ms, 99), "diff"),

@@ -26,7 +26,7 @@ async def run(ctx: Context) -> list[Figure]:
         after = Snapshot.take(ctx)
         rates.append(tokens / (stream.ended_at - stream.started_at))
         cpu.append(before.cpu_us_per(after, tokens))
-        redis_cpu.append(before.redis_cpu_us_per(after, tokens, ctx))
+        redis_cpu.append(before.redis_cpu_us_per(after, tokens))
         resumes += stream.resumes
     return [
         Figure("s1.tokens_per_s", "S1 tokens/s at the client", "tok/s", statistics.median(rates)),
