@@ -15,6 +15,8 @@ class HubConfig:
         retention_s: how long a finished stream stays readable.
         max_queue: events a live subscriber may fall behind before it is ended.
         max_pending: events a producer buffers while storage is slow or away.
+        max_batch: events one write carries; well below `max_queue`, so a single
+            write can never overflow a subscriber that keeps up.
         max_events: events one generation may hold, its terminal event included.
         max_bytes: data bytes one generation may hold.
         max_event_bytes: data bytes of one event.
@@ -30,6 +32,7 @@ class HubConfig:
     retention_s: float = 3600.0
     max_queue: int = 1024
     max_pending: int = 10_000
+    max_batch: int = 256
     max_events: int = 100_000
     max_bytes: int = 64 * 1024 * 1024
     max_event_bytes: int = 1024 * 1024
@@ -45,6 +48,8 @@ class HubConfig:
             value = getattr(self, name)
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
+        if self.max_batch > self.max_queue:
+            raise ValueError("max_batch must not exceed max_queue")
         if self.max_events < 2:
             raise ValueError("max_events must leave room for one event and the terminal event")
 

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from ._cursor import Cursor
 from ._dependency import get_hub
-from ._errors import InvalidKeyError, SessionBusyError
+from ._errors import BackendUnavailableError, InvalidKeyError, SessionBusyError
 from ._runner import drive
 from ._spec import Authorize, OnConflict, StreamSpec, template_fields
 from ._sse import sse_response
@@ -77,7 +77,20 @@ def error_response(status_code: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status_code)
 
 
+def unavailable_response() -> JSONResponse:
+    response = error_response(503, "the stream storage is unavailable; retry shortly")
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 async def _start(spec: StreamSpec, request: Request, params: dict[str, Any]) -> Response:
+    try:
+        return await _start_or_attach(spec, request, params)
+    except BackendUnavailableError:
+        return unavailable_response()
+
+
+async def _start_or_attach(spec: StreamSpec, request: Request, params: dict[str, Any]) -> Response:
     hub = get_hub(request)
     try:
         key = spec.key(params)

@@ -95,6 +95,7 @@ class StreamHub:
         *,
         prefix: str = "streamhub:",
         socket_timeout_s: float = 5.0,
+        max_connections: int = 64,
         **options: Any,
     ) -> StreamHub:
         """A hub on Redis (`redis://`, `rediss://`, `unix://`); options as for `StreamHub()`.
@@ -104,7 +105,9 @@ class StreamHub:
         """
         from .backends.redis import RedisBackend
 
-        backend = RedisBackend.from_url(url, prefix=prefix, socket_timeout_s=socket_timeout_s)
+        backend = RedisBackend.from_url(
+            url, prefix=prefix, socket_timeout_s=socket_timeout_s, max_connections=max_connections
+        )
         return cls(backend=backend, **options)
 
     @property

@@ -192,7 +192,8 @@ class Producer:
                     await self._wakeup.wait()
                     self._wakeup = anyio.Event()
                     continue
-                batch, self._pending = self._pending, []
+                limit = self._config.max_batch
+                batch, self._pending = self._pending[:limit], self._pending[limit:]
                 metadata = metadata_json(self._metadata) if self._metadata_dirty else None
                 self._metadata_dirty = False
                 self._room.set()
@@ -237,7 +238,6 @@ class Producer:
                     generation=self.generation,
                     events=batch,
                     metadata=metadata,
-                    lease_ms=self._config.lease_ms,
                     retention_ms=self._config.retention_ms,
                 )
             except BackendUnavailableError as exc:

@@ -19,9 +19,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ._cursor import Cursor
-from ._decorator import error_response
+from ._decorator import error_response, unavailable_response
 from ._dependency import get_hub
-from ._errors import InvalidCursorError, InvalidKeyError, SessionNotFoundError
+from ._errors import (
+    BackendUnavailableError,
+    InvalidCursorError,
+    InvalidKeyError,
+    SessionNotFoundError,
+)
 from ._hub import StreamStatus
 from ._spec import Action, StreamSpec
 from ._sse import sse_response
@@ -62,6 +67,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorBody, "description": "Refused by the route's `authorize` hook"},
     404: {"model": ErrorBody, "description": "No stream under this key"},
     422: {"model": ErrorBody, "description": "The key cannot be stored"},
+    503: {"model": ErrorBody, "description": "Storage unavailable; retry after `Retry-After`"},
 }
 
 
@@ -182,6 +188,8 @@ def _endpoint(
             return await handler(request, key, **kwargs)
         except SessionNotFoundError as exc:
             return error_response(404, str(exc))
+        except BackendUnavailableError:
+            return unavailable_response()
 
     request_param = inspect.Parameter(
         "_streamhub_request", inspect.Parameter.KEYWORD_ONLY, annotation=Request

@@ -67,7 +67,6 @@ async def append(backend: Backend, key: str, generation: str, batch: list[Stream
         generation=generation,
         events=batch,
         metadata=None,
-        lease_ms=LEASE_MS,
         retention_ms=RETENTION_MS,
     )
 

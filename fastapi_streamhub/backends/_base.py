@@ -79,7 +79,6 @@ class Backend(Protocol):
         generation: str,
         events: Sequence[StreamEvent],
         metadata: str | None,
-        lease_ms: int,
         retention_ms: int,
     ) -> WriteOutcome:
         """Store events (seqs already written are skipped) and notify; a terminal ends it."""

@@ -119,7 +119,6 @@ class MemoryBackend:
         generation: str,
         events: Sequence[StreamEvent],
         metadata: str | None,
-        lease_ms: int,
         retention_ms: int,
     ) -> WriteOutcome:
         session, outcome = self._writable(key, generation)
@@ -131,11 +130,9 @@ class MemoryBackend:
         session.events.extend(fresh)
         if metadata is not None:
             session.metadata = metadata
-        now = time.monotonic()
-        session.lease_until = now + lease_ms / 1000
         if fresh and fresh[-1].event in TERMINAL_EVENTS:
             session.status = fresh[-1].event  # type: ignore[assignment]
-            session.expires_at = now + retention_ms / 1000
+            session.expires_at = time.monotonic() + retention_ms / 1000
         if fresh:
             self._deliver(key, "events", EventBatch(fresh))
         return "ok"

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from importlib import resources
 from typing import Any, Literal, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import BusyLoadingError, ReadOnlyError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -88,15 +88,27 @@ class RedisBackend:
 
     @classmethod
     def from_url(
-        cls, url: str, *, prefix: str = "streamhub:", socket_timeout_s: float = 5.0
+        cls,
+        url: str,
+        *,
+        prefix: str = "streamhub:",
+        socket_timeout_s: float = 5.0,
+        max_connections: int = 64,
     ) -> RedisBackend:
-        client = Redis.from_url(
+        """A client whose pool waits for a free connection instead of failing.
+
+        Hundreds of streams share `max_connections`: a burst queues briefly rather
+        than opening a connection per stream or erroring with "Too many connections".
+        """
+        pool = BlockingConnectionPool.from_url(
             url,
             decode_responses=True,
             socket_timeout=socket_timeout_s,
             socket_connect_timeout=socket_timeout_s,
+            max_connections=max_connections,
+            timeout=socket_timeout_s,
         )
-        return cls(client=client, prefix=prefix)
+        return cls(client=Redis.from_pool(pool), prefix=prefix)
 
     async def open(self, on_notification: NotificationHandler, on_resync: ResyncHandler) -> None:
         self._notify = on_notification
@@ -155,12 +167,10 @@ class RedisBackend:
         generation: str,
         events: Sequence[StreamEvent],
         metadata: str | None,
-        lease_ms: int,
         retention_ms: int,
     ) -> WriteOutcome:
         args: list[str | int] = [
             generation,
-            lease_ms,
             retention_ms,
             "" if metadata is None else metadata,
             _codec.encode_events(generation, events) if events else "",
@@ -211,7 +221,13 @@ class RedisBackend:
         rows = await self._run("read", keys, [generation, after_seq, limit])
         if rows is None:
             return None
-        return [_stream_event(generation, entry_id, fields) for entry_id, fields in rows]
+        if not rows:
+            return []
+        parts = rows.split("\n")
+        return [
+            StreamEvent(generation, int(parts[i]), parts[i + 1] or None, parts[i + 2])
+            for i in range(0, len(parts), 3)
+        ]
 
     async def states(self, keys: Sequence[str]) -> list[SessionState | None]:
         with _unavailable_as_error():
@@ -228,8 +244,3 @@ class RedisBackend:
         with _unavailable_as_error():
             removed = await self._client.delete(self._keys.state(key), self._keys.events(key))
         return bool(removed)
-
-
-def _stream_event(generation: str, entry_id: str, fields: list[str]) -> StreamEvent:
-    name = fields[3] if len(fields) >= 4 else None
-    return StreamEvent(generation, int(entry_id.partition("-")[0]), name, fields[1])
