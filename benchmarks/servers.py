@@ -27,13 +27,10 @@ import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Header
 from sse_starlette import EventSourceResponse, ServerSentEvent
-
-if TYPE_CHECKING:
-    from fastapi_streamhub import StreamHub
 
 TEXT = " tok"  # about one LLM token
 
@@ -145,7 +142,7 @@ def create_streamhub_app() -> FastAPI:
 
     workload = Workload.from_env()
     url = os.environ.get("BENCH_REDIS_URL")
-    hub = _redis_hub(url) if url else StreamHub()
+    hub = StreamHub.from_url(url) if url else StreamHub()
     app = FastAPI(lifespan=hub.lifespan)
     _add_common_routes(app, workload)
 
@@ -156,25 +153,3 @@ def create_streamhub_app() -> FastAPI:
             yield payload
 
     return app
-
-
-def _redis_hub(url: str) -> StreamHub:
-    """`StreamHub.from_url(url)`, except that its connection pool is not capped.
-
-    redis-py 8 caps a pool at 100 connections and fails the next concurrent
-    command ("Too many connections"), which 200 streams starting at once reach.
-    Return to `from_url` once the library sizes its pool itself.
-    """
-    from redis.asyncio import Redis
-
-    from fastapi_streamhub import StreamHub
-    from fastapi_streamhub.backends.redis import RedisBackend
-
-    client = Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=5.0,
-        socket_connect_timeout=5.0,
-        max_connections=2**31,
-    )
-    return StreamHub(backend=RedisBackend(client=client))

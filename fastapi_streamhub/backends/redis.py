@@ -30,6 +30,7 @@ from ._base import (
     SessionState,
     WriteOutcome,
 )
+from ._coalesce import ScriptCoalescer
 from ._pubsub import PubSubListener
 
 _SCRIPTS = ("claim", "append", "refresh", "finish", "release", "read", "state")
@@ -82,6 +83,7 @@ class RedisBackend:
         self._client = client
         self._keys = KeySpace(prefix)
         self._scripts = _load_scripts(client)
+        self._append = ScriptCoalescer(client, self._scripts["append"])
         self._channels: dict[str, tuple[str, ChannelKind]] = {}
         self._listener: PubSubListener | None = None
         self._notify: NotificationHandler | None = None
@@ -119,6 +121,7 @@ class RedisBackend:
         if self._listener is not None:
             listener, self._listener = self._listener, None
             await listener.aclose()
+        await self._append.aclose()
         await self._client.aclose()
 
     def _channel(self, key: str, kind: ChannelKind) -> str:
@@ -179,7 +182,8 @@ class RedisBackend:
         for event in events:
             args += (event.seq, event.event or "", event.data)
         keys = [self._keys.state(key), self._keys.events(key), self._keys.event_channel(key)]
-        return cast("WriteOutcome", await self._run("append", keys, args))
+        with _unavailable_as_error():
+            return cast("WriteOutcome", await self._append(keys, args))
 
     async def refresh(
         self, key: str, *, generation: str, lease_ms: int, retention_ms: int
