@@ -1,20 +1,37 @@
-"""Local fan-out: one backend watch per key and kind, shared by every local listener.
+"""Local fan-out: how notifications reach every listener of this process.
 
-A notification is handed to each listener of its key by a plain call: listeners
-only enqueue, so one slow reader never delays the others or the producer. Watches
-of different keys proceed concurrently; listeners joining a watch still being set
-up wait for it, so each returns only once delivery is guaranteed.
+Two routes, one per kind of producer:
+
+- A producer in this process hands each stored batch straight to its local
+  listeners (persist-before-deliver holds: it delivers after the write returns).
+  Those listeners need no Pub/Sub at all.
+- Anything else comes from the backend: one watch per key and kind, shared by
+  every listener of the key. Watches of different keys proceed concurrently;
+  a listener joining a watch still being set up waits for it.
+
+A notification is handed over by a plain call: listeners only enqueue, so one
+slow reader never delays the others or the producer. `tick()` tells every
+listener that a check interval passed, so idle readers can look for a lost
+producer without one timer per wait.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 import anyio
 
 from .backends._base import Backend, ChannelKind, Control, EventBatch, Notification
 
-Listener = Callable[[Notification | None], None]
+
+class Tick:
+    """The marker `tick()` sends: a check interval has passed."""
+
+
+TICK: Final = Tick()
+
+Listener = Callable[[Notification | Tick | None], None]
 """Called with each notification; None means "some may have been lost: catch up"."""
 
 Slot = tuple[str, ChannelKind]
@@ -25,6 +42,7 @@ class Fanout:
         self._backend = backend
         self._listeners: dict[Slot, set[Listener]] = {}
         self._pending: dict[Slot, anyio.Event] = {}
+        self._local: dict[str, tuple[str, set[Listener]]] = {}
 
     async def add(self, key: str, kind: ChannelKind, listener: Listener) -> None:
         """Register `listener`; returns once the backend delivers the key's notifications."""
@@ -60,16 +78,56 @@ class Fanout:
             with anyio.CancelScope(shield=True):
                 await self._backend.unwatch(key, kind)
 
+    async def follow(self, key: str, generation: str, listener: Listener) -> None:
+        """Deliver the events of `generation`: straight from a local producer, or via storage."""
+        local = self._local.get(key)
+        if local is not None and local[0] == generation:
+            local[1].add(listener)
+        else:
+            await self.add(key, "events", listener)
+
+    async def unfollow(self, key: str, listener: Listener) -> None:
+        local = self._local.get(key)
+        if local is not None and listener in local[1]:
+            local[1].discard(listener)
+        else:
+            await self.remove(key, "events", listener)
+
+    def open_local(self, key: str, generation: str) -> None:
+        self._local[key] = (generation, set())
+
+    def deliver_local(self, key: str, generation: str, note: Notification) -> None:
+        local = self._local.get(key)
+        if local is not None and local[0] == generation:
+            for listener in tuple(local[1]):
+                listener(note)
+
+    def close_local(self, key: str, generation: str) -> None:
+        """The local producer stopped: its listeners read whatever else ended the run."""
+        local = self._local.get(key)
+        if local is not None and local[0] == generation:
+            del self._local[key]
+            for listener in local[1]:
+                listener(None)
+
     def dispatch(self, key: str, note: Notification) -> None:
         kind: ChannelKind = "events" if isinstance(note, EventBatch) else "control"
         for listener in tuple(self._listeners.get((key, kind), ())):
             listener(note)
 
     def dispatch_local_error(self, key: str, generation: str) -> None:
+        lost = Control("lost", generation)
+        self.deliver_local(key, generation, lost)
         for listener in tuple(self._listeners.get((key, "events"), ())):
-            listener(Control("lost", generation))
+            listener(lost)
 
     def resync(self) -> None:
-        for listeners in tuple(self._listeners.values()):
+        self._broadcast(None)
+
+    def tick(self) -> None:
+        self._broadcast(TICK)
+
+    def _broadcast(self, note: Tick | None) -> None:
+        for listeners in (*self._listeners.values(), *(ls for _, ls in self._local.values())):
             for listener in tuple(listeners):
-                listener(None)
+                listener(note)

@@ -23,7 +23,7 @@ from ._config import HubConfig
 from ._cursor import Cursor, coerce_cursor, new_generation
 from ._errors import BackendUnavailableError, HubNotStartedError, SessionBusyError
 from ._events import Status, terminal_data
-from ._fanout import Fanout
+from ._fanout import Fanout, Tick
 from ._keys import validate_key
 from ._producer import Producer
 from ._subscription import Subscription
@@ -127,6 +127,7 @@ class StreamHub:
         await task_group.__aenter__()
         self._task_group = task_group
         task_group.start_soon(self._keep_leases)
+        task_group.start_soon(self._tick)
         return self
 
     async def __aexit__(
@@ -196,6 +197,12 @@ class StreamHub:
                 if producer.stop_reason is None:
                     self._require_started().start_soon(self._refresh, producer)
 
+    async def _tick(self) -> None:
+        """Wake idle subscribers now and then, to check on their producer."""
+        while True:
+            await anyio.sleep(self.config.idle_check_s)
+            self._fanout.tick()
+
     async def _refresh(self, producer: Producer) -> None:
         try:
             await producer.refresh()
@@ -234,6 +241,7 @@ class StreamHub:
             on_finished=self._forget,
         )
         self._producers[key] = producer
+        self._fanout.open_local(key, producer.generation)
         await self._fanout.add(key, "control", producer.on_control)
         task_group.start_soon(producer.write_loop)
         return producer, True
@@ -290,7 +298,7 @@ class StreamHub:
         validate_key(key)
         stopped = anyio.Event()
 
-        def on_control(note: Notification | None) -> None:
+        def on_control(note: Notification | Tick | None) -> None:
             if isinstance(note, Control) and note.kind == "stopped":
                 stopped.set()
 

@@ -19,8 +19,8 @@ import anyio
 from ._config import HubConfig
 from ._errors import BackendUnavailableError, ProducerStoppedError, StaleGenerationError
 from ._events import StreamEvent, encode_chunk, metadata_json, terminal_data
-from ._fanout import Fanout
-from .backends._base import Backend, Control, Notification, WriteOutcome
+from ._fanout import Fanout, Tick
+from .backends._base import Backend, Control, EventBatch, Notification, WriteOutcome
 
 logger = logging.getLogger("fastapi_streamhub")
 
@@ -168,7 +168,7 @@ class Producer:
         if self._interrupt is not None:
             self._interrupt()
 
-    def on_control(self, note: Notification | None) -> None:
+    def on_control(self, note: Notification | Tick | None) -> None:
         if (
             isinstance(note, Control)
             and note.kind == "cancel"
@@ -200,6 +200,7 @@ class Producer:
                 self._room = anyio.Event()
                 outcome = await self._write(batch, metadata)
                 if outcome == "ok" and batch:
+                    self._fanout.deliver_local(self.key, self.generation, EventBatch(batch))
                     self._stored_seq = batch[-1].seq
                     self._stored.set()
                     self._stored = anyio.Event()
@@ -212,6 +213,7 @@ class Producer:
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(self._config.cancel_wait_s):
                 await self._release()
+            self._fanout.close_local(self.key, self.generation)
             self._finished.set()
             self._stored.set()
             self._on_finished(self)

@@ -25,7 +25,7 @@ from ._errors import (
     SubscriberLaggedError,
 )
 from ._events import StreamEvent, terminal_data
-from ._fanout import Fanout
+from ._fanout import Fanout, Tick
 from .backends._base import Backend, Control, EventBatch, Notification, SessionState
 
 logger = logging.getLogger("fastapi_streamhub")
@@ -59,6 +59,8 @@ class Subscription:
         self._queue: list[StreamEvent] = []
         self._lagged = False
         self._lost = False
+        self._heard = False
+        self._check_due = False
         self._wakeup = anyio.Event()
         self._iterator: AsyncIterator[list[StreamEvent]] | None = None
         self._unavailable_since: float | None = None
@@ -125,7 +127,7 @@ class Subscription:
     async def _batches(self) -> AsyncIterator[list[StreamEvent]]:
         if self._exhausted:
             return
-        await self._fanout.add(self.key, "events", self._on_note)
+        await self._fanout.follow(self.key, self._generation, self._on_note)
         try:
             if self._reset:
                 yield [StreamEvent(self._generation, 0, "reset", self._reset_data())]
@@ -134,17 +136,23 @@ class Subscription:
                 if batch:
                     yield batch
         finally:
-            await self._fanout.remove(self.key, "events", self._on_note)
+            await self._fanout.unfollow(self.key, self._on_note)
 
     def _reset_data(self) -> str:
         return terminal_data(generation=self._generation)
 
-    def _on_note(self, note: Notification | None) -> None:
-        if note is None:
+    def _on_note(self, note: Notification | Tick | None) -> None:
+        if isinstance(note, Tick):
+            self._check_due = not self._heard
+            self._heard = False
+            if not self._check_due:
+                return
+        elif note is None:
             self._catching_up = True
         elif isinstance(note, Control):
             self._lost = self._lost or note.generation == self._generation
         elif isinstance(note, EventBatch):
+            self._heard = True
             self._receive(note)
         self._wakeup.set()
 
@@ -164,10 +172,10 @@ class Subscription:
         if self._catching_up:
             return await self._catch_up()
         if not self._queue:
-            with anyio.move_on_after(self._config.idle_check_s):
-                await self._wakeup.wait()
+            await self._wakeup.wait()
             self._wakeup = anyio.Event()
-            if not self._queue and not self._lagged and not self._lost:
+            if self._check_due:
+                self._check_due = False
                 await self._check_producer()
             return []
         return self._take_live()
