@@ -177,10 +177,7 @@ class RedisBackend:
             retention_ms,
             "" if metadata is None else metadata,
             _codec.encode_events(generation, events) if events else "",
-            len(events),
         ]
-        for event in events:
-            args += (event.seq, event.event or "", event.data)
         keys = [self._keys.state(key), self._keys.events(key), self._keys.event_channel(key)]
         with _unavailable_as_error():
             return cast("WriteOutcome", await self._append(keys, args))
