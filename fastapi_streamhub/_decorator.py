@@ -53,17 +53,22 @@ def resumable_stream(
         if missing:
             raise TypeError(f"key template {key_template!r} names unknown parameters {missing}")
         spec = StreamSpec(key_template, tuple(fields), on_conflict, authorize, function, signature)
+        own_request = _request_parameter(signature)
 
         async def endpoint(**kwargs: Any) -> Response:
-            request: Request = kwargs.pop(_REQUEST_PARAM)
-            return await _start(spec, request, kwargs)
+            if own_request is None:
+                return await _start(spec, kwargs.pop(_REQUEST_PARAM), kwargs)
+            return await _start(spec, kwargs[own_request], kwargs)
 
-        request_param = inspect.Parameter(
-            _REQUEST_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Request
-        )
+        parameters = list(signature.parameters.values())
+        if own_request is None:
+            parameters.append(
+                inspect.Parameter(
+                    _REQUEST_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Request
+                )
+            )
         endpoint.__signature__ = signature.replace(  # type: ignore[attr-defined]
-            parameters=[*signature.parameters.values(), request_param],
-            return_annotation=inspect.Signature.empty,
+            parameters=parameters, return_annotation=inspect.Signature.empty
         )
         for attribute in ("__name__", "__qualname__", "__doc__", "__module__"):
             setattr(endpoint, attribute, getattr(function, attribute))
@@ -71,6 +76,14 @@ def resumable_stream(
         return endpoint
 
     return decorate
+
+
+def _request_parameter(signature: inspect.Signature) -> str | None:
+    """The endpoint's own `Request` parameter: FastAPI fills only one per endpoint."""
+    for parameter in signature.parameters.values():
+        if isinstance(parameter.annotation, type) and issubclass(parameter.annotation, Request):
+            return parameter.name
+    return None
 
 
 def error_response(status_code: int, detail: str) -> JSONResponse:

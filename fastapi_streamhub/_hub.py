@@ -157,13 +157,17 @@ class StreamHub:
             yield {"streamhub": self}
 
     def init_app(self, app: Any) -> None:
-        """Wrap `app`'s existing lifespan so that the hub runs inside it."""
+        """Run the hub inside `app`'s existing lifespan.
+
+        The hub starts after the app's own startup and stops before its cleanup, so
+        producers finishing during the shutdown grace still have the app's resources.
+        """
         inner: Callable[[Any], Any] = app.router.lifespan_context
 
         @asynccontextmanager
         async def lifespan(app: Any) -> AsyncIterator[Mapping[str, Any] | None]:
-            async with self.lifespan(app) as hub_state, inner(app) as state:
-                yield {**hub_state, **(state or {})}
+            async with inner(app) as state, self.lifespan(app) as hub_state:
+                yield {**(state or {}), **hub_state}
 
         app.router.lifespan_context = lifespan
 

@@ -31,6 +31,12 @@ def _escape(key: str) -> str:
 class KeySpace:
     prefix: str = "streamhub:"
 
+    def __post_init__(self) -> None:
+        if "{" in self.prefix or "}" in self.prefix:
+            raise ValueError(
+                "the key prefix may not contain '{' or '}': it would break the hash tag"
+            )
+
     def _base(self, key: str) -> str:
         return f"{self.prefix}{{{_escape(key)}}}"
 

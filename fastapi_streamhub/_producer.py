@@ -18,7 +18,13 @@ import anyio
 
 from ._config import HubConfig
 from ._errors import BackendUnavailableError, ProducerStoppedError, StaleGenerationError
-from ._events import StreamEvent, encode_chunk, metadata_json, terminal_data
+from ._events import (
+    StreamEvent,
+    UnsupportedChunkError,
+    encode_chunk,
+    metadata_json,
+    terminal_data,
+)
 from ._fanout import Fanout, Tick
 from .backends._base import Backend, Control, EventBatch, Notification, WriteOutcome
 
@@ -27,6 +33,15 @@ logger = logging.getLogger("fastapi_streamhub")
 StopReason = Literal["done", "error", "cancelled", "stale", "unavailable"]
 
 _MAX_BACKOFF_S = 1.0
+
+
+def _utf8_size(data: str) -> int:
+    try:
+        return len(data.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise UnsupportedChunkError(
+            f"cannot stream text that is not valid Unicode: {exc}"
+        ) from None
 
 
 class Producer:
@@ -101,9 +116,10 @@ class Producer:
         """
         self._check_open()
         name, data = encode_chunk(chunk)
-        size = len(data) if data.isascii() else len(data.encode("utf-8"))
+        size = len(data) if data.isascii() else _utf8_size(data)
         limit = self._limit_exceeded(size)
         if limit is not None:
+            logger.warning("stream %r: %s", self.key, limit)
             await self.fail(limit, reason="limit")
             raise ProducerStoppedError(self.key, limit)
         self._bytes += size

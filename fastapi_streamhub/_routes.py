@@ -8,12 +8,12 @@ documented in OpenAPI like any other route.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import FastAPI, Header, Query
 from fastapi.params import Depends
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIRouter
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
@@ -71,25 +71,52 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+_SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"},
+}
+
+
 def mount_stream_routes(app: FastAPI) -> None:
-    """Add the resume, cancel and status routes of every `@resumable_stream` route once."""
-    mounted: set[str] = app.state._state.setdefault("streamhub_mounted", set())
-    for route in list(app.router.routes):
-        spec = getattr(getattr(route, "endpoint", None), "__streamhub_spec__", None)
-        if isinstance(route, APIRoute) and spec is not None and route.path not in mounted:
-            mounted.add(route.path)
-            _mount(app, route, spec)
+    """Add the resume, cancel and status routes of every `@resumable_stream` route once.
+
+    Routes of included routers are mounted on the router that declares them, so
+    the include's prefix and dependencies apply to the new routes as well.
+    """
+    mounted: set[int] = app.state._state.setdefault("streamhub_mounted", set())
+    for router in _routers(app.router):
+        for route in list(router.routes):
+            spec = getattr(getattr(route, "endpoint", None), "__streamhub_spec__", None)
+            if isinstance(route, APIRoute) and spec is not None and id(route) not in mounted:
+                mounted.add(id(route))
+                _mount(router, route, spec)
     app.openapi_schema = None
 
 
-def _mount(app: FastAPI, route: APIRoute, spec: StreamSpec) -> None:
-    path_params = [p for p in spec.signature.parameters.values() if p.name in _path_names(route)]
+def _routers(router: APIRouter) -> Iterator[APIRouter]:
+    yield router
+    for route in router.routes:
+        included = getattr(route, "original_router", None)
+        if isinstance(included, APIRouter):
+            yield from _routers(included)
+
+
+def _mount(router: APIRouter, route: APIRoute, spec: StreamSpec) -> None:
+    names = _path_names(route)
+    unknown = [field for field in spec.fields if field not in names]
+    if unknown:
+        raise ValueError(
+            f"key template {spec.key_template!r} of {route.path} names {unknown}, which are "
+            "not path parameters: the resume, cancel and status routes could not build the key"
+        )
+    route.response_class = Response
+    route.responses = {**_SSE_RESPONSE, **route.responses}
+    path_params = [p for p in spec.signature.parameters.values() if p.name in names]
     common: dict[str, Any] = {
         "dependencies": [*route.dependencies, *_signature_dependencies(spec)],
         "tags": list(route.tags),
     }
     name = route.name
-    app.add_api_route(
+    router.add_api_route(
         route.path + "/stream",
         _endpoint(spec, path_params, _resume, _resume_params()),
         methods=["GET"],
@@ -100,14 +127,14 @@ def _mount(app: FastAPI, route: APIRoute, spec: StreamSpec) -> None:
         "the cursor is its terminal event.",
         response_class=Response,
         responses={
-            200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"},
+            **_SSE_RESPONSE,
             204: {"description": "Finished, and the cursor is its terminal event"},
             400: {"model": ErrorBody, "description": "Malformed cursor"},
             **_ERRORS,
         },
         **common,
     )
-    app.add_api_route(
+    router.add_api_route(
         route.path + "/cancel",
         _endpoint(spec, path_params, _cancel, []),
         methods=["POST"],
@@ -119,7 +146,7 @@ def _mount(app: FastAPI, route: APIRoute, spec: StreamSpec) -> None:
         responses=_ERRORS,
         **common,
     )
-    app.add_api_route(
+    router.add_api_route(
         route.path + "/status",
         _endpoint(spec, path_params, _status, []),
         methods=["GET"],
@@ -142,9 +169,23 @@ def _signature_dependencies(spec: StreamSpec) -> list[Any]:
         marker = parameter.default
         metadata = getattr(parameter.annotation, "__metadata__", ())
         for candidate in (marker, *metadata):
-            if isinstance(candidate, Depends) and candidate.dependency not in (get_hub, None):
+            if not isinstance(candidate, Depends) or candidate.dependency is get_hub:
+                continue
+            if candidate.dependency is None:
+                found.append(Depends(_class_of(parameter), use_cache=candidate.use_cache))
+            else:
                 found.append(candidate)
     return found
+
+
+def _class_of(parameter: inspect.Parameter) -> Any:
+    """The dependency of a bare `Depends()`: the parameter's own type."""
+    annotation = parameter.annotation
+    return (
+        getattr(annotation, "__origin__", annotation)
+        if hasattr(annotation, "__metadata__")
+        else annotation
+    )
 
 
 def _resume_params() -> list[inspect.Parameter]:

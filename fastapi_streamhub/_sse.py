@@ -41,6 +41,7 @@ async def _body(subscription: Subscription, retry_ms: int) -> AsyncIterator[byte
             yield encode_events(batch)
     except SubscriberLaggedError as exc:
         logger.warning("%s", exc)
+        yield b": lagged: the client read too slowly; resume from the last event id\n\n"
     finally:
         await subscription.aclose()
 

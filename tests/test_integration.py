@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import anyio
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
 from fastapi.testclient import TestClient
 
 import fastapi_streamhub
@@ -127,3 +128,117 @@ def test_options_are_validated() -> None:
         StreamHub(lease_ttl_s=0)
     with pytest.raises(TypeError):
         StreamHub(lease_ttl=5)
+
+
+def test_endpoint_may_take_the_request_itself() -> None:
+    hub = StreamHub()
+    app = FastAPI(lifespan=hub.lifespan)
+
+    @app.post("/echo/{name}")
+    @resumable_stream("echo:{name}")
+    async def echo(name: str, request: Request) -> AsyncIterator[str]:
+        yield f"{name} via {request.method}"
+
+    with TestClient(app) as client:
+        events = SSEParser().feed(client.post("/echo/x").text)
+    assert [e.json() for e in events] == ["x via POST", {}]
+
+
+def require_key(x_key: Annotated[str | None, Header()] = None) -> str:
+    if x_key != "open-sesame":
+        raise HTTPException(401, "no key")
+    return x_key
+
+
+class Caller:
+    """A class dependency, declared as a bare `Depends()`."""
+
+    def __init__(self, x_caller: Annotated[str | None, Header()] = None) -> None:
+        if x_caller is None:
+            raise HTTPException(403, "who are you?")
+        self.name = x_caller
+
+
+def test_routes_of_an_included_router_are_mounted_with_its_prefix_and_guards() -> None:
+    hub = StreamHub()
+    app = FastAPI(lifespan=hub.lifespan)
+    router = APIRouter()
+
+    @router.post("/chat/{chat_id}")
+    @resumable_stream("chat:{chat_id}")
+    async def chat(chat_id: str, caller: Annotated[Caller, Depends()]) -> AsyncIterator[str]:
+        yield f"hi {caller.name}"
+
+    app.include_router(router, prefix="/v1", dependencies=[Depends(require_key)])
+    both = {"x-key": "open-sesame", "x-caller": "ann"}
+    with TestClient(app) as client:
+        assert client.post("/v1/chat/1", headers=both).status_code == 200
+        for suffix in ("/stream", "/status"):
+            assert client.get("/v1/chat/1" + suffix, headers=both).status_code in (200, 204)
+            assert client.get("/v1/chat/1" + suffix, headers={"x-caller": "ann"}).status_code == 401
+            assert (
+                client.get("/v1/chat/1" + suffix, headers={"x-key": "open-sesame"}).status_code
+                == 403
+            )
+        assert client.post("/v1/chat/1/cancel", headers=both).json()["status"] == "done"
+        paths = client.get("/openapi.json").json()["paths"]
+    assert {
+        "/v1/chat/{chat_id}/stream",
+        "/v1/chat/{chat_id}/cancel",
+        "/v1/chat/{chat_id}/status",
+    } <= set(paths)
+
+
+def test_the_start_route_is_documented_as_an_event_stream() -> None:
+    app, _, _ = app_with_init_app()
+    with TestClient(app) as client:
+        operation = client.get("/openapi.json").json()["paths"]["/chat/{chat_id}"]["post"]
+    assert list(operation["responses"]["200"]["content"]) == ["text/event-stream"]
+
+
+def test_a_key_from_a_non_path_parameter_is_refused_at_startup() -> None:
+    hub = StreamHub()
+    app = FastAPI(lifespan=hub.lifespan)
+
+    @app.post("/chat/{chat_id}")
+    @resumable_stream("chat:{user}:{chat_id}")
+    async def chat(chat_id: str, user: str) -> AsyncIterator[str]:
+        yield user
+
+    with (
+        pytest.raises(ValueError, match=r"names \['user'\], which are not path parameters"),
+        TestClient(app),
+    ):
+        pass
+
+
+def test_init_app_stops_the_hub_before_the_apps_own_cleanup() -> None:
+    order: list[str] = []
+
+    @asynccontextmanager
+    async def own_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        order.append("app cleanup")
+
+    hub = StreamHub(shutdown_grace_s=5)
+    app = FastAPI(lifespan=own_lifespan)
+    hub.init_app(app)
+
+    @app.post("/slow/{n}")
+    @resumable_stream("slow:{n}")
+    async def slow(n: str) -> AsyncIterator[str]:
+        try:
+            yield "started"
+            await anyio.sleep(0.2)
+            yield "finished"
+        finally:
+            order.append("producer done")
+
+    with TestClient(app) as client, client.stream("POST", "/slow/1") as response:
+        next(response.iter_lines())
+    assert order == ["producer done", "app cleanup"]
+
+
+def test_a_prefix_with_braces_is_refused() -> None:
+    with pytest.raises(ValueError, match="hash tag"):
+        StreamHub.from_url("redis://127.0.0.1:1/0", prefix="app{1}:")

@@ -10,6 +10,6 @@ end
 local lease_ms = tonumber(ARGV[3])
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[1], 'status', 'active', 'gen', ARGV[1], 'owner', ARGV[2],
-  'lease', now + lease_ms, 'last', 0, 'meta', '{}', 'cancel', 0)
+  'lease', now + lease_ms, 'last', 0, 'meta', '{}')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {1, 'active', ARGV[1], ARGV[2], lease_ms, 0, '{}'}

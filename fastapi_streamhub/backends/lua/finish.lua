@@ -16,7 +16,6 @@ end
 local seq = last + 1
 redis.call('XADD', KEYS[2], seq .. '-0', 'd', ARGV[3], 'n', ARGV[2])
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'last', seq)
-if ARGV[2] == 'cancelled' then redis.call('HSET', KEYS[1], 'cancel', 1) end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PUBLISH', KEYS[3], 'E\n' .. s[2] .. '\n' .. seq .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
