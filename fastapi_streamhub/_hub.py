@@ -27,6 +27,7 @@ from ._fanout import Fanout, Tick
 from ._keys import validate_key
 from ._producer import Producer
 from ._subscription import Subscription
+from ._writer import Writer
 from .backends._base import Backend, Control, Notification, SessionState
 from .backends.memory import MemoryBackend
 
@@ -84,6 +85,7 @@ class StreamHub:
         self.config = HubConfig(**options)
         self.instance_id = secrets.token_hex(8)
         self._fanout = Fanout(self.backend)
+        self._writer: Writer | None = None
         self._producers: dict[str, Producer] = {}
         self._task_group: TaskGroup | None = None
         self._exit_stack: Any = None
@@ -114,6 +116,11 @@ class StreamHub:
     def started(self) -> bool:
         return self._task_group is not None
 
+    def _require_writer(self) -> Writer:
+        if self._writer is None:
+            raise HubNotStartedError()
+        return self._writer
+
     def _require_started(self) -> TaskGroup:
         if self._task_group is None:
             raise HubNotStartedError()
@@ -126,6 +133,10 @@ class StreamHub:
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
+        self._writer = Writer(
+            self.backend, retention_ms=self.config.retention_ms, spawn=task_group.start_soon
+        )
+        task_group.start_soon(self._writer.run)
         task_group.start_soon(self._keep_leases)
         task_group.start_soon(self._tick)
         return self
@@ -144,6 +155,7 @@ class StreamHub:
             await task_group.__aexit__(None, None, None)
         finally:
             self._task_group = None
+            self._writer = None
             await self.backend.aclose()
 
     @asynccontextmanager
@@ -222,7 +234,7 @@ class StreamHub:
         Raises:
             SessionBusyError: another instance is producing `key`.
         """
-        task_group = self._require_started()
+        self._require_started()
         validate_key(key)
         existing = self._producers.get(key)
         if existing is not None and not existing.finished:
@@ -240,6 +252,7 @@ class StreamHub:
             key=key,
             generation=state.generation,
             backend=self.backend,
+            writer=self._require_writer(),
             fanout=self._fanout,
             config=self.config,
             on_finished=self._forget,
@@ -247,7 +260,6 @@ class StreamHub:
         self._producers[key] = producer
         self._fanout.open_local(key, producer.generation)
         await self._fanout.add(key, "control", producer.on_control)
-        task_group.start_soon(producer.write_loop)
         return producer, True
 
     def _forget(self, producer: Producer) -> None:

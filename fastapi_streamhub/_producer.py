@@ -1,9 +1,9 @@
 """The producer side of one generation: buffer, batch, persist, fence.
 
-`publish` never waits for storage while the buffer has room: the writer task takes
-everything buffered while its previous write was in flight, so one round trip
-carries one event when idle and many under load. A write refused because the
-generation is no longer current (or has been cancelled) stops the producer.
+`publish` never waits for storage while the buffer has room: it buffers and wakes
+the process's writer (`_writer.py`), which stores what was buffered while its
+previous write was in flight. A write refused because the generation is no
+longer current (or has been cancelled) stops the producer.
 """
 
 from __future__ import annotations
@@ -26,13 +26,12 @@ from ._events import (
     terminal_data,
 )
 from ._fanout import Fanout, Tick
-from .backends._base import Backend, Control, EventBatch, Notification, WriteOutcome
+from ._writer import Writer
+from .backends._base import Append, Backend, Control, EventBatch, Notification, WriteOutcome
 
 logger = logging.getLogger("fastapi_streamhub")
 
 StopReason = Literal["done", "error", "cancelled", "stale", "unavailable"]
-
-_MAX_BACKOFF_S = 1.0
 
 
 def _utf8_size(data: str) -> int:
@@ -53,6 +52,7 @@ class Producer:
         key: str,
         generation: str,
         backend: Backend,
+        writer: Writer,
         fanout: Fanout,
         config: HubConfig,
         on_finished: Callable[[Producer], None],
@@ -60,6 +60,7 @@ class Producer:
         self.key = key
         self.generation = generation
         self._backend = backend
+        self._writer = writer
         self._fanout = fanout
         self._config = config
         self._on_finished = on_finished
@@ -72,7 +73,8 @@ class Producer:
         self._metadata_dirty = False
         self._closing = False
         self._stop_reason: StopReason | None = None
-        self._wakeup = anyio.Event()
+        self._unavailable_since: float | None = None
+        self._wound_up = False
         self._room = anyio.Event()
         self._finished = anyio.Event()
         self._interrupt: Callable[[], None] | None = None
@@ -141,7 +143,7 @@ class Producer:
     def _enqueue(self, name: str | None, data: str) -> None:
         self._seq += 1
         self._pending.append(StreamEvent(self.generation, self._seq, name, data))
-        self._wakeup.set()
+        self._writer.wake(self)
 
     async def flush(self) -> None:
         """Wait until everything published so far is stored (or the producer stopped)."""
@@ -155,7 +157,7 @@ class Producer:
         encoded = metadata_json({**self._metadata, **metadata})
         self._metadata = json.loads(encoded)
         self._metadata_dirty = True
-        self._wakeup.set()
+        self._writer.wake(self)
 
     async def close(self) -> StopReason:
         """End the stream with `done` (carrying the metadata) once all is stored."""
@@ -196,39 +198,60 @@ class Producer:
         if self._stop_reason is None:
             self._stop_reason = reason
         self._room.set()
-        self._wakeup.set()
+        self._writer.wake(self)
         if self._interrupt is not None:
             self._interrupt()
 
-    async def write_loop(self) -> None:
-        """The writer task: runs until the terminal event is stored or the producer stops."""
-        try:
-            while self._stop_reason is None:
-                if not self._pending and not self._metadata_dirty:
-                    await self._wakeup.wait()
-                    self._wakeup = anyio.Event()
-                    continue
-                limit = self._config.max_batch
-                batch, self._pending = self._pending[:limit], self._pending[limit:]
-                metadata = metadata_json(self._metadata) if self._metadata_dirty else None
-                self._metadata_dirty = False
-                self._room.set()
-                self._room = anyio.Event()
-                outcome = await self._write(batch, metadata)
-                if outcome == "ok" and batch:
-                    self._fanout.deliver_local(self.key, self.generation, EventBatch(batch))
-                    self._stored_seq = batch[-1].seq
-                    self._stored.set()
-                    self._stored = anyio.Event()
-                if outcome != "ok":
-                    self._stop("stale" if outcome == "stale" else outcome)
-                elif batch and batch[-1].terminal:
-                    self._stop(batch[-1].event)  # type: ignore[arg-type]
-        except BackendUnavailableError:
+    @property
+    def has_work(self) -> bool:
+        return bool(self._pending) or self._metadata_dirty or self._stop_reason is not None
+
+    def take_write(self) -> Append | None:
+        """The next write for the writer: buffered events (up to `max_batch`), metadata."""
+        if not self._pending and not self._metadata_dirty:
+            return None
+        limit = self._config.max_batch
+        batch, self._pending = self._pending[:limit], self._pending[limit:]
+        metadata = metadata_json(self._metadata) if self._metadata_dirty else None
+        self._metadata_dirty = False
+        self._room.set()
+        self._room = anyio.Event()
+        return Append(self.key, self.generation, batch, metadata)
+
+    def written(self, write: Append, outcome: WriteOutcome) -> None:
+        """A write was answered: deliver what is stored, or stop if it was refused."""
+        self._unavailable_since = None
+        if outcome != "ok":
+            self._stop("stale" if outcome == "stale" else outcome)
+            return
+        if write.events:
+            self._fanout.deliver_local(self.key, self.generation, EventBatch(write.events))
+            self._stored_seq = write.events[-1].seq
+            self._stored.set()
+            self._stored = anyio.Event()
+            if write.events[-1].terminal:
+                self._stop(write.events[-1].event)  # type: ignore[arg-type]
+
+    def write_failed(self, write: Append, error: BackendUnavailableError) -> None:
+        """Storage is away: keep the write for a retry, or give up past the deadline."""
+        self._pending[:0] = write.events
+        self._metadata_dirty = self._metadata_dirty or write.metadata is not None
+        now = time.monotonic()
+        if self._unavailable_since is None:
+            self._unavailable_since = now
+            logger.warning("stream %r: storage unavailable, retrying: %s", self.key, error)
+        elif now - self._unavailable_since >= self._config.write_deadline_s:
             self._give_up()
-        finally:
+
+    async def wind_up(self) -> None:
+        """After the producer stopped: record it in storage and release everyone waiting."""
+        if self._wound_up:
+            return
+        self._wound_up = True
+        try:
             with anyio.CancelScope(shield=True), anyio.move_on_after(self._config.cancel_wait_s):
                 await self._release()
+        finally:
             self._fanout.close_local(self.key, self.generation)
             self._finished.set()
             self._stored.set()
@@ -244,29 +267,6 @@ class Producer:
         )
         if outcome != "ok":
             self._stop("stale" if outcome == "stale" else outcome)
-
-    async def _write(self, batch: list[StreamEvent], metadata: str | None) -> WriteOutcome:
-        """One append, retried with backoff while storage is away (seqs make it idempotent)."""
-        deadline: float | None = None
-        backoff = 0.05
-        while True:
-            try:
-                return await self._backend.append(
-                    self.key,
-                    generation=self.generation,
-                    events=batch,
-                    metadata=metadata,
-                    retention_ms=self._config.retention_ms,
-                )
-            except BackendUnavailableError as exc:
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + self._config.write_deadline_s
-                    logger.warning("stream %r: storage unavailable, retrying: %s", self.key, exc)
-                if now >= deadline:
-                    raise
-                await anyio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
     def _give_up(self) -> None:
         """Storage stayed away past the deadline: stop, and tell local subscribers."""

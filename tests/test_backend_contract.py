@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from fastapi_streamhub import StreamEvent
-from fastapi_streamhub.backends import Backend, Control, EventBatch, Notification
+from fastapi_streamhub.backends import Append, Backend, Control, EventBatch, Notification
 
 pytestmark = pytest.mark.anyio
 
@@ -62,13 +62,10 @@ async def claim(backend: Backend, key: str, generation: str, *, lease_ms: int = 
 
 
 async def append(backend: Backend, key: str, generation: str, batch: list[StreamEvent]) -> str:
-    return await backend.append(
-        key,
-        generation=generation,
-        events=batch,
-        metadata=None,
-        retention_ms=RETENTION_MS,
+    (outcome,) = await backend.append_many(
+        [Append(key, generation, batch)], retention_ms=RETENTION_MS
     )
+    return outcome
 
 
 async def test_claim_is_exclusive_while_the_lease_holds(backend: Backend) -> None:
@@ -205,3 +202,26 @@ async def test_keys_with_braces_never_share_storage(backend: Backend) -> None:
     for index, key in enumerate(keys):
         stored = await backend.read(key, generation=f"g{index}", after_seq=0, limit=10)
         assert stored is not None and [e.data for e in stored] == [f'"{index}"']
+
+
+async def test_writes_of_many_streams_in_one_call_are_answered_each(backend: Backend) -> None:
+    await claim(backend, "mine", "g1")
+    await claim(backend, "taken", "new")
+    await claim(backend, "ended", "g1")
+    await append(backend, "ended", "g1", events("g1", 1, ("done", "{}")))
+    outcomes = await backend.append_many(
+        [
+            Append("mine", "g1", events("g1", 1, (None, '"a"'))),
+            Append("taken", "old", events("old", 1, (None, '"b"'))),
+            Append("ended", "g1", events("g1", 2, (None, '"c"'))),
+            Append("mine", "g1", events("g1", 2, (None, '"d"')), metadata='{"m":1}'),
+        ],
+        retention_ms=RETENTION_MS,
+    )
+    assert outcomes == ["ok", "stale", "done", "ok"]
+    stored = await backend.read("mine", generation="g1", after_seq=0, limit=10)
+    assert stored is not None
+    assert [e.data for e in stored] == ['"a"', '"d"']
+    (state,) = await backend.states(["mine"])
+    assert state is not None
+    assert state.metadata == '{"m":1}'

@@ -214,11 +214,11 @@ async def _claim_elsewhere(hub: StreamHub, key: str) -> tuple[Producer, bool]:
         key=key,
         generation=state.generation,
         backend=hub.backend,
+        writer=hub._require_writer(),
         fanout=hub._fanout,
         config=hub.config,
         on_finished=lambda p: None,
     )
-    hub._require_started().start_soon(producer.write_loop)
     return producer, created
 
 

@@ -1,9 +1,10 @@
 """Storage backends: one contract (`Backend`), two implementations."""
 
-from ._base import Backend, Control, EventBatch, Notification, SessionState, WriteOutcome
+from ._base import Append, Backend, Control, EventBatch, Notification, SessionState, WriteOutcome
 from .memory import MemoryBackend
 
 __all__ = [
+    "Append",
     "Backend",
     "Control",
     "EventBatch",

@@ -32,6 +32,16 @@ class SessionState:
 
 
 @dataclass(frozen=True, slots=True)
+class Append:
+    """One producer's write: consecutive events of its generation, and new metadata."""
+
+    key: str
+    generation: str
+    events: Sequence[StreamEvent]
+    metadata: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class EventBatch:
     """Events just appended to a stream, carried inside the notification itself."""
 
@@ -72,16 +82,14 @@ class Backend(Protocol):
     ) -> tuple[bool, SessionState]:
         """Start `generation` unless a live producer holds the key; returns (created, state)."""
 
-    async def append(
-        self,
-        key: str,
-        *,
-        generation: str,
-        events: Sequence[StreamEvent],
-        metadata: str | None,
-        retention_ms: int,
-    ) -> WriteOutcome:
-        """Store events (seqs already written are skipped) and notify; a terminal ends it."""
+    async def append_many(
+        self, writes: Sequence[Append], *, retention_ms: int
+    ) -> list[WriteOutcome]:
+        """Store each write (seqs already stored are skipped) and notify; a terminal ends it.
+
+        Raises:
+            BackendUnavailableError: for the whole call; none, some or all may be stored.
+        """
 
     async def refresh(
         self, key: str, *, generation: str, lease_ms: int, retention_ms: int

@@ -14,6 +14,7 @@ from typing import Literal
 
 from .._events import TERMINAL_EVENTS, Status, StreamEvent
 from ._base import (
+    Append,
     ChannelKind,
     Control,
     EventBatch,
@@ -112,16 +113,14 @@ class MemoryBackend:
             return None, session.status
         return session, "ok"
 
-    async def append(
-        self,
-        key: str,
-        *,
-        generation: str,
-        events: Sequence[StreamEvent],
-        metadata: str | None,
-        retention_ms: int,
-    ) -> WriteOutcome:
-        session, outcome = self._writable(key, generation)
+    async def append_many(
+        self, writes: Sequence[Append], *, retention_ms: int
+    ) -> list[WriteOutcome]:
+        return [self._append(write, retention_ms) for write in writes]
+
+    def _append(self, write: Append, retention_ms: int) -> WriteOutcome:
+        key, events, metadata = write.key, write.events, write.metadata
+        session, outcome = self._writable(key, write.generation)
         if session is None:
             return outcome
         fresh = [e for e in events if e.seq > session.last_seq]

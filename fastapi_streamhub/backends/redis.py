@@ -15,7 +15,7 @@ from typing import Any, Literal, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import BusyLoadingError, ReadOnlyError
+from redis.exceptions import BusyLoadingError, NoScriptError, ReadOnlyError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -24,13 +24,13 @@ from .._events import Status, StreamEvent
 from .._keys import KeySpace
 from . import _codec
 from ._base import (
+    Append,
     ChannelKind,
     NotificationHandler,
     ResyncHandler,
     SessionState,
     WriteOutcome,
 )
-from ._coalesce import ScriptCoalescer
 from ._pubsub import PubSubListener
 
 _SCRIPTS = ("claim", "append", "refresh", "finish", "release", "read", "state")
@@ -83,7 +83,6 @@ class RedisBackend:
         self._client = client
         self._keys = KeySpace(prefix)
         self._scripts = _load_scripts(client)
-        self._append = ScriptCoalescer(client, self._scripts["append"])
         self._channels: dict[str, tuple[str, ChannelKind]] = {}
         self._listener: PubSubListener | None = None
         self._notify: NotificationHandler | None = None
@@ -121,7 +120,6 @@ class RedisBackend:
         if self._listener is not None:
             listener, self._listener = self._listener, None
             await listener.aclose()
-        await self._append.aclose()
         await self._client.aclose()
 
     def _channel(self, key: str, kind: ChannelKind) -> str:
@@ -163,24 +161,41 @@ class RedisBackend:
         )
         return bool(row[0]), _session_state(key, row)
 
-    async def append(
-        self,
-        key: str,
-        *,
-        generation: str,
-        events: Sequence[StreamEvent],
-        metadata: str | None,
-        retention_ms: int,
-    ) -> WriteOutcome:
-        args: list[str | int] = [
-            generation,
-            retention_ms,
-            "" if metadata is None else metadata,
-            _codec.encode_events(generation, events) if events else "",
-        ]
-        keys = [self._keys.state(key), self._keys.events(key), self._keys.event_channel(key)]
+    async def append_many(
+        self, writes: Sequence[Append], *, retention_ms: int
+    ) -> list[WriteOutcome]:
+        """All writes in one pipeline: one round trip however many streams wrote."""
+        commands = [self._append_command(write, retention_ms) for write in writes]
         with _unavailable_as_error():
-            return cast("WriteOutcome", await self._append(keys, args))
+            replies = await self._pipeline(commands)
+            if any(isinstance(r, NoScriptError) for r in replies):
+                await self._client.script_load(self._scripts["append"].script)
+                replies = await self._pipeline(commands)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return cast("list[WriteOutcome]", replies)
+
+    def _append_command(self, write: Append, retention_ms: int) -> list[str | int]:
+        key = write.key
+        return [
+            "EVALSHA",
+            self._scripts["append"].sha,
+            3,
+            self._keys.state(key),
+            self._keys.events(key),
+            self._keys.event_channel(key),
+            write.generation,
+            retention_ms,
+            "" if write.metadata is None else write.metadata,
+            _codec.encode_events(write.generation, write.events) if write.events else "",
+        ]
+
+    async def _pipeline(self, commands: list[list[str | int]]) -> list[Any]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            return list(await pipe.execute(raise_on_error=False))
 
     async def refresh(
         self, key: str, *, generation: str, lease_ms: int, retention_ms: int

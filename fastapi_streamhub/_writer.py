@@ -1,0 +1,83 @@
+"""One writer task for every producer of the process.
+
+`publish` only buffers and wakes the writer. The writer takes what every producer
+has buffered (up to `max_batch` events each) and stores it all in one backend
+call, so one round trip carries many events of many streams under load and one
+event when idle. Writes that fail because storage is away go back to the front
+of their producer's buffer and are retried with backoff; seqs make that safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ._errors import BackendUnavailableError
+from .backends._base import Append, Backend
+
+if TYPE_CHECKING:
+    from ._producer import Producer
+
+logger = logging.getLogger("fastapi_streamhub")
+
+_MAX_BACKOFF_S = 1.0
+
+Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], object]
+
+
+class Writer:
+    def __init__(self, backend: Backend, *, retention_ms: int, spawn: Spawn) -> None:
+        self._backend = backend
+        self._retention_ms = retention_ms
+        self._spawn = spawn
+        self._dirty: dict[Producer, None] = {}
+        self._wakeup = anyio.Event()
+
+    def wake(self, producer: Producer) -> None:
+        """`producer` has something to write, or has stopped and must be wound up."""
+        self._dirty[producer] = None
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        backoff = 0.0
+        while True:
+            if not self._dirty:
+                await self._wakeup.wait()
+                self._wakeup = anyio.Event()
+                continue
+            producers, self._dirty = list(self._dirty), {}
+            writes = [(p, w) for p in producers if (w := self._take(p)) is not None]
+            if writes and not await self._store(writes):
+                backoff = min(max(backoff * 2, 0.05), _MAX_BACKOFF_S)
+                await anyio.sleep(backoff)
+            else:
+                backoff = 0.0
+
+    def _take(self, producer: Producer) -> Append | None:
+        if producer.stop_reason is not None:
+            self._spawn(producer.wind_up)
+            return None
+        return producer.take_write()
+
+    async def _store(self, writes: list[tuple[Producer, Append]]) -> bool:
+        """Store a round of writes; False if storage was unavailable."""
+        try:
+            outcomes = await self._backend.append_many(
+                [write for _, write in writes], retention_ms=self._retention_ms
+            )
+        except BackendUnavailableError as exc:
+            for producer, write in writes:
+                producer.write_failed(write, exc)
+                self.wake(producer)
+            return False
+        except Exception:
+            logger.exception("storing events failed; stopping the producers of this round")
+            outcomes = ["error"] * len(writes)
+        for (producer, write), outcome in zip(writes, outcomes, strict=True):
+            producer.written(write, outcome)
+            if producer.has_work:
+                self.wake(producer)
+        return True
