@@ -34,6 +34,12 @@ logger = logging.getLogger("fastapi_streamhub")
 StopReason = Literal["done", "error", "cancelled", "stale", "unavailable"]
 
 
+def _wake(waiters: anyio.Event | None) -> None:
+    """Wake whoever waits on a lazily created event (created only when someone waits)."""
+    if waiters is not None:
+        waiters.set()
+
+
 def _utf8_size(data: str) -> int:
     try:
         return len(data.encode("utf-8"))
@@ -66,7 +72,7 @@ class Producer:
         self._on_finished = on_finished
         self._seq = 0
         self._stored_seq = 0
-        self._stored = anyio.Event()
+        self._stored: anyio.Event | None = None
         self._bytes = 0
         self._pending: list[StreamEvent] = []
         self._metadata: dict[str, Any] = {}
@@ -75,7 +81,7 @@ class Producer:
         self._stop_reason: StopReason | None = None
         self._unavailable_since: float | None = None
         self._wound_up = False
-        self._room = anyio.Event()
+        self._room: anyio.Event | None = None
         self._finished = anyio.Event()
         self._interrupt: Callable[[], None] | None = None
 
@@ -127,6 +133,7 @@ class Producer:
         self._bytes += size
         self._enqueue(name, data)
         while len(self._pending) >= self._config.max_pending and self._stop_reason is None:
+            self._room = self._room or anyio.Event()
             await self._room.wait()
         self._check_open()
 
@@ -149,6 +156,7 @@ class Producer:
         """Wait until everything published so far is stored (or the producer stopped)."""
         target = self._seq
         while self._stored_seq < target and not self._finished.is_set():
+            self._stored = self._stored or anyio.Event()
             await self._stored.wait()
 
     async def set_metadata(self, metadata: dict[str, Any]) -> None:
@@ -197,7 +205,8 @@ class Producer:
     def _stop(self, reason: StopReason) -> None:
         if self._stop_reason is None:
             self._stop_reason = reason
-        self._room.set()
+        _wake(self._room)
+        self._room = None
         self._writer.wake(self)
         if self._interrupt is not None:
             self._interrupt()
@@ -214,8 +223,8 @@ class Producer:
         batch, self._pending = self._pending[:limit], self._pending[limit:]
         metadata = metadata_json(self._metadata) if self._metadata_dirty else None
         self._metadata_dirty = False
-        self._room.set()
-        self._room = anyio.Event()
+        _wake(self._room)
+        self._room = None
         return Append(self.key, self.generation, batch, metadata)
 
     def written(self, write: Append, outcome: WriteOutcome) -> None:
@@ -227,8 +236,8 @@ class Producer:
         if write.events:
             self._fanout.deliver_local(self.key, self.generation, EventBatch(write.events))
             self._stored_seq = write.events[-1].seq
-            self._stored.set()
-            self._stored = anyio.Event()
+            _wake(self._stored)
+            self._stored = None
             if write.events[-1].terminal:
                 self._stop(write.events[-1].event)  # type: ignore[arg-type]
 
@@ -254,7 +263,8 @@ class Producer:
         finally:
             self._fanout.close_local(self.key, self.generation)
             self._finished.set()
-            self._stored.set()
+            _wake(self._stored)
+            self._stored = None
             self._on_finished(self)
 
     async def refresh(self) -> None:

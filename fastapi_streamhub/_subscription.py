@@ -61,7 +61,7 @@ class Subscription:
         self._lost = False
         self._heard = False
         self._check_due = False
-        self._wakeup = anyio.Event()
+        self._wakeup: anyio.Event | None = None
         self._iterator: AsyncIterator[list[StreamEvent]] | None = None
         self._unavailable_since: float | None = None
 
@@ -154,7 +154,8 @@ class Subscription:
         elif isinstance(note, EventBatch):
             self._heard = True
             self._receive(note)
-        self._wakeup.set()
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     def _receive(self, batch: EventBatch) -> None:
         if len(self._queue) + len(batch.events) <= self._max_queue:
@@ -172,8 +173,10 @@ class Subscription:
         if self._catching_up:
             return await self._catch_up()
         if not self._queue:
-            await self._wakeup.wait()
-            self._wakeup = anyio.Event()
+            if not self._check_due:
+                self._wakeup = anyio.Event()
+                await self._wakeup.wait()
+                self._wakeup = None
             if self._check_due:
                 self._check_due = False
                 await self._check_producer()

@@ -34,19 +34,21 @@ class Writer:
         self._retention_ms = retention_ms
         self._spawn = spawn
         self._dirty: dict[Producer, None] = {}
-        self._wakeup = anyio.Event()
+        self._wakeup: anyio.Event | None = None
 
     def wake(self, producer: Producer) -> None:
         """`producer` has something to write, or has stopped and must be wound up."""
         self._dirty[producer] = None
-        self._wakeup.set()
+        if self._wakeup is not None:
+            self._wakeup.set()
+            self._wakeup = None
 
     async def run(self) -> None:
         backoff = 0.0
         while True:
             if not self._dirty:
-                await self._wakeup.wait()
                 self._wakeup = anyio.Event()
+                await self._wakeup.wait()
                 continue
             producers, self._dirty = list(self._dirty), {}
             writes = [(p, w) for p in producers if (w := self._take(p)) is not None]
