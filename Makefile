@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.streamhub-setup
 
-.PHONY: setup run test lint typecheck pytest bench-smoke
+.PHONY: setup system-deps run test lint typecheck pytest bench bench-smoke
 
 setup: $(STAMP)
 
@@ -23,8 +23,11 @@ $(STAMP): pyproject.toml | $(PY)
 run: $(STAMP)
 	$(PY) -m example_app
 
+system-deps:
+	scripts/system-deps
+
 # Every check runs even if an earlier one fails; the target fails if any did.
-test: $(STAMP)
+test: $(STAMP) system-deps
 	@failed=""; \
 	$(VENV)/bin/ruff check . || failed="$$failed ruff-check"; \
 	$(VENV)/bin/ruff format --check . || failed="$$failed ruff-format"; \
@@ -39,8 +42,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) system-deps
 	$(PY) -m pytest
 
-bench-smoke: $(STAMP)
+bench: $(STAMP) system-deps
+	$(PY) -m benchmarks
+
+bench-smoke: $(STAMP) system-deps
 	$(PY) -m benchmarks --smoke
