@@ -7,20 +7,21 @@ Serve it with `uvicorn fastapi_app:app --app-dir docs/examples`, or run this fil
 import re
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
 
 from fastapi_streamhub import Event, StreamError, StreamHub, current_producer, resumable_stream
 
 hub = StreamHub()
 app = FastAPI(lifespan=hub.lifespan)
+router = APIRouter()  # at startup, the hub mounts resume, cancel and status here
 
 
 class Prompt(BaseModel):
     text: str
 
 
-@app.post("/chat/{chat_id}")
+@router.post("/{chat_id}")
 @resumable_stream("chat:{chat_id}")
 async def chat(chat_id: str, prompt: Prompt) -> AsyncIterator[str | Event]:
     yield Event("prompt", {"text": prompt.text})  # a named event: `event: prompt`
@@ -31,6 +32,9 @@ async def chat(chat_id: str, prompt: Prompt) -> AsyncIterator[str | Event]:
     await current_producer().set_metadata({"usage": {"words": len(words)}})
     if prompt.text.endswith("?"):
         raise StreamError("Questions are not supported yet.")  # shown to the user as is
+
+
+app.include_router(router, prefix="/chat")  # the prefix applies to every route of the stream
 
 
 async def main() -> None:
@@ -65,6 +69,13 @@ async def main() -> None:
         await show("GET", "/chat/1/stream", cursor="not-a-cursor")
         await show("GET", "/chat/2/stream")
         await show("POST", "/chat/1/cancel")
+
+        print("--- GET /openapi.json: the type of each route's 200 answer")
+        paths = (await client.get("/openapi.json")).json()["paths"]
+        for path, operations in paths.items():
+            for method, operation in operations.items():
+                types = ", ".join(operation["responses"]["200"]["content"])
+                print(f"{method.upper()} {path}: {types}")
 
 
 _names: dict[str, str] = {}
