@@ -17,9 +17,10 @@ from ._errors import (
     SubscriberLaggedError,
 )
 from ._events import Event, StreamEvent, UnsupportedChunkError
-from ._hub import CancelResult, StreamHub, StreamStatus
+from ._hub import StreamHub
 from ._producer import Producer
 from ._runner import current_producer
+from ._status import CancelResult, StreamStatus
 from ._subscription import Subscription
 
 __all__ = [

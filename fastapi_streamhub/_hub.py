@@ -7,12 +7,10 @@ instance) or shutdown do.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -22,55 +20,17 @@ from anyio.abc import TaskGroup
 from ._config import HubConfig
 from ._cursor import Cursor, coerce_cursor, new_generation
 from ._errors import BackendUnavailableError, HubNotStartedError, SessionBusyError
-from ._events import Status, terminal_data
+from ._events import terminal_data
 from ._fanout import Fanout, Tick
 from ._keys import validate_key
 from ._producer import Producer
+from ._status import CancelResult, StreamStatus, producer_stopped, stream_status
 from ._subscription import Subscription
 from ._writer import Writer
-from .backends._base import Backend, Control, Notification, SessionState
+from .backends._base import Backend, Control, Notification
 from .backends.memory import MemoryBackend
 
 logger = logging.getLogger("fastapi_streamhub")
-
-
-@dataclass(frozen=True, slots=True)
-class StreamStatus:
-    """A stream's state as any instance sees it."""
-
-    key: str
-    status: Status
-    generation: str
-    last_seq: int
-    metadata: dict[str, Any]
-    producer_running: bool
-
-    @property
-    def last_event_id(self) -> str:
-        return f"{self.generation}:{self.last_seq}"
-
-
-@dataclass(frozen=True, slots=True)
-class CancelResult:
-    """What a cancel found and did."""
-
-    key: str
-    cancelled: bool
-    """True if this call ended the stream; False if it had already ended."""
-    stopped: bool
-    """True once the producer has been seen to stop (within the wait)."""
-    status: StreamStatus
-
-
-def _status(state: SessionState) -> StreamStatus:
-    return StreamStatus(
-        key=state.key,
-        status=state.status,
-        generation=state.generation,
-        last_seq=state.last_seq,
-        metadata=json.loads(state.metadata),
-        producer_running=bool(state.owner) and not state.lease_expired,
-    )
 
 
 class StreamHub:
@@ -294,7 +254,7 @@ class StreamHub:
 
     async def status(self, key: str) -> StreamStatus | None:
         (state,) = await self.backend.states([validate_key(key)])
-        return None if state is None else _status(state)
+        return None if state is None else stream_status(state)
 
     async def active(self, keys: Sequence[str]) -> dict[str, bool]:
         """Which of `keys` have a running producer, in one round trip."""
@@ -336,13 +296,9 @@ class StreamHub:
         finally:
             await self._fanout.remove(key, "control", on_control)
         (final,) = await self.backend.states([key])
-        return CancelResult(key, cancelled, _stopped(final), _status(final or state))
+        return CancelResult(key, cancelled, producer_stopped(final), stream_status(final or state))
 
     async def remove(self, key: str) -> bool:
         """Cancel `key` if it is running, then delete it; True if it existed."""
         await self.cancel(key)
         return await self.backend.remove(validate_key(key))
-
-
-def _stopped(state: SessionState | None) -> bool:
-    return state is None or not state.owner or state.lease_expired

@@ -27,9 +27,9 @@ from ._errors import (
     InvalidKeyError,
     SessionNotFoundError,
 )
-from ._hub import StreamStatus
 from ._spec import Action, StreamSpec
 from ._sse import sse_response
+from ._status import StreamStatus
 
 
 class ErrorBody(BaseModel):

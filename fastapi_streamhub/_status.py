@@ -1,0 +1,53 @@
+"""What the status and cancel APIs answer: a stream as any instance sees it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ._events import Status
+from .backends._base import SessionState
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStatus:
+    """A stream's state as any instance sees it."""
+
+    key: str
+    status: Status
+    generation: str
+    last_seq: int
+    metadata: dict[str, Any]
+    producer_running: bool
+
+    @property
+    def last_event_id(self) -> str:
+        return f"{self.generation}:{self.last_seq}"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    """What a cancel found and did."""
+
+    key: str
+    cancelled: bool
+    """True if this call ended the stream; False if it had already ended."""
+    stopped: bool
+    """True once the producer has been seen to stop (within the wait)."""
+    status: StreamStatus
+
+
+def stream_status(state: SessionState) -> StreamStatus:
+    return StreamStatus(
+        key=state.key,
+        status=state.status,
+        generation=state.generation,
+        last_seq=state.last_seq,
+        metadata=json.loads(state.metadata),
+        producer_running=bool(state.owner) and not state.lease_expired,
+    )
+
+
+def producer_stopped(state: SessionState | None) -> bool:
+    return state is None or not state.owner or state.lease_expired
