@@ -8,6 +8,7 @@ documented in OpenAPI like any other route.
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -71,6 +72,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+_MOUNTED: weakref.WeakValueDictionary[int, APIRoute] = weakref.WeakValueDictionary()
+"""Routes whose siblings exist; a router shared by several apps is mounted once."""
+
 _SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"},
 }
@@ -82,12 +86,12 @@ def mount_stream_routes(app: FastAPI) -> None:
     Routes of included routers are mounted on the router that declares them, so
     the include's prefix and dependencies apply to the new routes as well.
     """
-    mounted: set[int] = app.state._state.setdefault("streamhub_mounted", set())
     for router in _routers(app.router):
         for route in list(router.routes):
             spec = getattr(getattr(route, "endpoint", None), "__streamhub_spec__", None)
-            if isinstance(route, APIRoute) and spec is not None and id(route) not in mounted:
-                mounted.add(id(route))
+            mounted = _MOUNTED.get(id(route)) is route
+            if isinstance(route, APIRoute) and spec is not None and not mounted:
+                _MOUNTED[id(route)] = route
                 _mount(router, route, spec)
     app.openapi_schema = None
 
@@ -108,16 +112,23 @@ def _mount(router: APIRouter, route: APIRoute, spec: StreamSpec) -> None:
             f"key template {spec.key_template!r} of {route.path} names {unknown}, which are "
             "not path parameters: the resume, cancel and status routes could not build the key"
         )
+    if _is_fastapi_event_source(route.response_class):
+        raise ValueError(
+            f"{route.path}: drop response_class=EventSourceResponse; @resumable_stream "
+            "answers with its own event stream and documents it in OpenAPI"
+        )
     route.response_class = Response
     route.responses = {**_SSE_RESPONSE, **route.responses}
     path_params = [p for p in spec.signature.parameters.values() if p.name in names]
+    inherited = len(router.dependencies)
     common: dict[str, Any] = {
-        "dependencies": [*route.dependencies, *_signature_dependencies(spec)],
-        "tags": list(route.tags),
+        "dependencies": [*route.dependencies[inherited:], *_signature_dependencies(spec)],
+        "tags": [tag for tag in route.tags if tag not in router.tags],
     }
     name = route.name
+    path = route.path.removeprefix(router.prefix)
     router.add_api_route(
-        route.path + "/stream",
+        path + "/stream",
         _endpoint(spec, path_params, _resume, _resume_params()),
         methods=["GET"],
         name=f"{name}_resume",
@@ -135,7 +146,7 @@ def _mount(router: APIRouter, route: APIRoute, spec: StreamSpec) -> None:
         **common,
     )
     router.add_api_route(
-        route.path + "/cancel",
+        path + "/cancel",
         _endpoint(spec, path_params, _cancel, []),
         methods=["POST"],
         name=f"{name}_cancel",
@@ -147,7 +158,7 @@ def _mount(router: APIRouter, route: APIRoute, spec: StreamSpec) -> None:
         **common,
     )
     router.add_api_route(
-        route.path + "/status",
+        path + "/status",
         _endpoint(spec, path_params, _status, []),
         methods=["GET"],
         name=f"{name}_status",
@@ -156,6 +167,15 @@ def _mount(router: APIRouter, route: APIRoute, spec: StreamSpec) -> None:
         responses=_ERRORS,
         **common,
     )
+
+
+def _is_fastapi_event_source(response_class: Any) -> bool:
+    """FastAPI's own SSE response class turns the endpoint into a generator route."""
+    try:
+        from fastapi.sse import EventSourceResponse
+    except ImportError:
+        return False
+    return isinstance(response_class, type) and issubclass(response_class, EventSourceResponse)
 
 
 def _path_names(route: APIRoute) -> set[str]:

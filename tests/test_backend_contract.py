@@ -225,3 +225,28 @@ async def test_writes_of_many_streams_in_one_call_are_answered_each(backend: Bac
     (state,) = await backend.states(["mine"])
     assert state is not None
     assert state.metadata == '{"m":1}'
+
+
+async def test_a_refused_write_ends_only_its_own_stream(redis_url: str) -> None:
+    from fastapi_streamhub.backends.redis import RedisBackend
+
+    backend = RedisBackend.from_url(redis_url)
+    inbox = Inbox()
+    await backend.open(inbox.on_note, inbox.on_resync)
+    try:
+        await claim(backend, "broken", "g1")
+        await claim(backend, "fine", "g1")
+        async with backend._client as raw:
+            await raw.set("streamhub:{broken}:events", "not a stream")
+        outcomes = await backend.append_many(
+            [
+                Append("broken", "g1", events("g1", 1, (None, '"x"'))),
+                Append("fine", "g1", events("g1", 1, (None, '"y"'))),
+            ],
+            retention_ms=RETENTION_MS,
+        )
+        assert outcomes == ["error", "ok"]
+        stored = await backend.read("fine", generation="g1", after_seq=0, limit=10)
+        assert stored == events("g1", 1, (None, '"y"'))
+    finally:
+        await backend.aclose()

@@ -242,3 +242,45 @@ def test_init_app_stops_the_hub_before_the_apps_own_cleanup() -> None:
 def test_a_prefix_with_braces_is_refused() -> None:
     with pytest.raises(ValueError, match="hash tag"):
         StreamHub.from_url("redis://127.0.0.1:1/0", prefix="app{1}:")
+
+
+def test_a_prefixed_router_mounts_once_with_its_tags_and_guards_once() -> None:
+    calls: list[str] = []
+
+    def count_calls() -> None:
+        calls.append("guard")
+
+    router = APIRouter(prefix="/chat", tags=["chat"], dependencies=[Depends(count_calls)])
+
+    @router.post("/{chat_id}")
+    @resumable_stream("chat:{chat_id}")
+    async def chat(chat_id: str) -> AsyncIterator[str]:
+        yield chat_id
+
+    for _ in range(2):
+        hub = StreamHub()
+        app = FastAPI(lifespan=hub.lifespan)
+        app.include_router(router)
+        with TestClient(app) as client:
+            assert client.post("/chat/1").status_code == 200
+            calls.clear()
+            assert client.get("/chat/1/status").json()["status"] == "done"
+            assert calls == ["guard"]
+            operation = client.get("/openapi.json").json()["paths"]["/chat/{chat_id}/status"]
+            assert operation["get"]["tags"] == ["chat"]
+    assert len(router.routes) == 4
+
+
+def test_fastapis_own_event_source_response_class_is_refused_at_startup() -> None:
+    from fastapi.sse import EventSourceResponse
+
+    hub = StreamHub()
+    app = FastAPI(lifespan=hub.lifespan)
+
+    @app.post("/chat/{chat_id}", response_class=EventSourceResponse)
+    @resumable_stream("chat:{chat_id}")
+    async def chat(chat_id: str) -> AsyncIterator[str]:
+        yield chat_id
+
+    with pytest.raises(ValueError, match="drop response_class"), TestClient(app):
+        pass

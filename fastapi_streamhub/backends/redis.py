@@ -8,6 +8,7 @@ skipped, never stored twice.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -33,8 +34,18 @@ from ._base import (
 )
 from ._pubsub import PubSubListener
 
+logger = logging.getLogger("fastapi_streamhub")
+
 _SCRIPTS = ("claim", "append", "refresh", "finish", "release", "read", "state")
 _MAX_CACHED_HEADS = 4096
+
+
+def _outcome(write: Append, reply: Any) -> WriteOutcome:
+    """A refused command ends only its own stream; the rest of the round stands."""
+    if isinstance(reply, Exception):
+        logger.error("stream %r: Redis refused the append: %s", write.key, reply)
+        return "error"
+    return cast("WriteOutcome", reply)
 
 
 def _bulk(text: str) -> bytes:
@@ -178,10 +189,7 @@ class RedisBackend:
             if any(isinstance(r, NoScriptError) for r in replies):
                 await self._client.script_load(self._scripts["append"].script)
                 replies = await self._pipeline(packed, len(writes))
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return cast("list[WriteOutcome]", replies)
+        return [_outcome(write, reply) for write, reply in zip(writes, replies, strict=True)]
 
     def _append_command(self, write: Append, retention_ms: int) -> bytes:
         """The EVALSHA of one write in RESP; the part fixed per stream is packed once."""
