@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import anyio
+import anyio.lowlevel
 
 from ._config import HubConfig
 from ._errors import BackendUnavailableError, ProducerStoppedError, StaleGenerationError
@@ -132,6 +133,8 @@ class Producer:
             raise ProducerStoppedError(self.key, limit)
         self._bytes += size
         self._enqueue(name, data)
+        if len(self._pending) % self._config.max_batch == 0:
+            await anyio.lowlevel.checkpoint()
         while len(self._pending) >= self._config.max_pending and self._stop_reason is None:
             self._room = self._room or anyio.Event()
             await self._room.wait()

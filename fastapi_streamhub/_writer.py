@@ -5,6 +5,8 @@ has buffered (up to `max_batch` events each) and stores it all in one backend
 call, so one round trip carries many events of many streams under load and one
 event when idle. Writes that fail because storage is away go back to the front
 of their producer's buffer and are retried with backoff; seqs make that safe.
+After each round the writer lets the readers it woke run, even when storage
+answered without suspending (the memory backend), so none of them falls behind.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 
 from ._errors import BackendUnavailableError
 from .backends._base import Append, Backend
@@ -57,6 +60,7 @@ class Writer:
                 await anyio.sleep(backoff)
             else:
                 backoff = 0.0
+                await anyio.lowlevel.checkpoint()
 
     def _take(self, producer: Producer) -> Append | None:
         if producer.stop_reason is not None:

@@ -342,3 +342,24 @@ async def test_any_text_round_trips_exactly(hub: StreamHub, chunks: list[str]) -
     await producer.close()
     got = await collect(hub, key)
     assert values(got) == chunks
+
+
+async def test_a_generator_that_never_awaits_does_not_starve_its_readers(hub: StreamHub) -> None:
+    key = fresh_key()
+    producer, _ = await hub.register(key)
+    received: list[StreamEvent] = []
+
+    async def flood() -> AsyncIterator[int]:
+        for i in range(5000):
+            yield i
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(lambda: _follow_into(hub, key, received))
+        await anyio.lowlevel.checkpoint()
+        hub.spawn(producer, lambda: drive(producer, flood()))
+    assert values(received) == list(range(5000))
+    assert received[-1].event == "done"
+
+
+async def _follow_into(hub: StreamHub, key: str, into: list[StreamEvent]) -> None:
+    into.extend(await collect(hub, key))
