@@ -9,12 +9,15 @@ skipped, never stored twice.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, Literal, cast
 
+import anyio
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import BusyLoadingError, NoScriptError, ReadOnlyError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -38,6 +41,13 @@ logger = logging.getLogger("fastapi_streamhub")
 
 _SCRIPTS = ("claim", "append", "refresh", "finish", "release", "read", "state")
 _MAX_CACHED_HEADS = 4096
+
+
+async def _reply(connection: AbstractConnection) -> Any:
+    try:
+        return await connection.read_response(timeout=math.inf)
+    except ResponseError as exc:
+        return exc
 
 
 def _outcome(write: Append, reply: Any) -> WriteOutcome:
@@ -96,8 +106,13 @@ class RedisBackend:
     Sentinel (`Sentinel(...).master_for(...)`) the same way.
     """
 
-    def __init__(self, *, client: Redis, prefix: str = "streamhub:") -> None:
+    def __init__(
+        self, *, client: Redis, prefix: str = "streamhub:", socket_timeout_s: float = 5.0
+    ) -> None:
         self._client = client
+        self._socket_timeout_s = socket_timeout_s
+        self._write_lock = anyio.Lock()
+        self._write_connection: AbstractConnection | None = None
         self._keys = KeySpace(prefix)
         self._scripts = _load_scripts(client)
         self._append_heads: dict[tuple[str, str, int], bytes] = {}
@@ -127,7 +142,7 @@ class RedisBackend:
             max_connections=max_connections,
             timeout=socket_timeout_s,
         )
-        return cls(client=Redis.from_pool(pool), prefix=prefix)
+        return cls(client=Redis.from_pool(pool), prefix=prefix, socket_timeout_s=socket_timeout_s)
 
     async def open(self, on_notification: NotificationHandler, on_resync: ResyncHandler) -> None:
         self._notify = on_notification
@@ -138,6 +153,9 @@ class RedisBackend:
         if self._listener is not None:
             listener, self._listener = self._listener, None
             await listener.aclose()
+        if self._write_connection is not None:
+            await self._write_connection.disconnect()
+            self._write_connection = None
         await self._client.aclose()
 
     def _channel(self, key: str, kind: ChannelKind) -> str:
@@ -216,27 +234,24 @@ class RedisBackend:
         return head + _bulk(write.metadata or "") + _bulk(payload)
 
     async def _pipeline(self, packed: bytes, count: int) -> list[Any]:
-        """Send pre-packed commands on one pooled connection and read every reply.
+        """Send pre-packed commands on the writer's own connection and read every reply.
 
         The hot path of every stream: packing here, once per stream for the fixed
-        part, costs a fraction of packing each argument of each command anew.
+        part, costs a fraction of packing each argument of each command anew; one
+        bound for the whole round replaces a timeout per reply.
         """
-        pool = self._client.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            await connection.send_packed_command(packed, check_health=False)
-            replies: list[Any] = []
-            for _ in range(count):
-                try:
-                    replies.append(await connection.read_response())
-                except ResponseError as exc:
-                    replies.append(exc)
-            return replies
-        except BaseException:
-            await connection.disconnect()
-            raise
-        finally:
-            await pool.release(connection)
+        async with self._write_lock:
+            if self._write_connection is None:
+                pool = self._client.connection_pool
+                self._write_connection = pool.make_connection()  # type: ignore[no-untyped-call]
+            connection = self._write_connection
+            try:
+                with anyio.fail_after(self._socket_timeout_s):
+                    await connection.send_packed_command(packed, check_health=False)
+                    return [await _reply(connection) for _ in range(count)]
+            except BaseException:
+                await connection.disconnect()
+                raise
 
     async def refresh(
         self, key: str, *, generation: str, lease_ms: int, retention_ms: int
