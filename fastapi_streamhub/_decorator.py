@@ -121,5 +121,9 @@ async def _start_or_attach(spec: StreamSpec, request: Request, params: dict[str,
     if created:
         generator = spec.function(**params)
         hub.spawn(producer, lambda: drive(producer, generator))
-    subscription = await hub.subscribe(key, after=Cursor(generation, 0)).open()
+    subscription = hub.subscribe(key, after=Cursor(generation, 0))
+    if created:
+        subscription.opened_at_start(generation)
+    else:
+        await subscription.open()
     return sse_response(subscription, hub.config)

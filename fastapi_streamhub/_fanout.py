@@ -66,6 +66,10 @@ class Fanout:
         finally:
             del self._pending[slot]
             ready.set()
+        if not self._listeners[slot]:
+            del self._listeners[slot]
+            with anyio.CancelScope(shield=True):
+                await self._backend.unwatch(key, kind)
 
     async def remove(self, key: str, kind: ChannelKind, listener: Listener) -> None:
         slot = (key, kind)

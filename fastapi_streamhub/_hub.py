@@ -219,8 +219,16 @@ class StreamHub:
         )
         self._producers[key] = producer
         self._fanout.open_local(key, producer.generation)
-        await self._fanout.add(key, "control", producer.on_control)
+        self._require_started().start_soon(self._watch_control, producer)
         return producer, True
+
+    async def _watch_control(self, producer: Producer) -> None:
+        """Cancel signals for `producer`, set up off the start path: a signal missed in
+        between is not lost, as the next write or lease refresh finds the stream ended."""
+        try:
+            await self._fanout.add(producer.key, "control", producer.on_control)
+        except BackendUnavailableError as exc:
+            logger.warning("stream %r: no cancel signals until a write: %s", producer.key, exc)
 
     def _forget(self, producer: Producer) -> None:
         if self._producers.get(producer.key) is producer:

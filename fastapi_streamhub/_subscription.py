@@ -94,6 +94,11 @@ class Subscription:
             self._exhausted = state.status != "active" and after.seq == state.last_seq
         return self
 
+    def opened_at_start(self, generation: str) -> Subscription:
+        """Open without a read, for the caller that has just claimed `generation`."""
+        self._generation = generation
+        return self
+
     async def __aenter__(self) -> Subscription:
         return await self.open()
 
