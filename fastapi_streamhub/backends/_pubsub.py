@@ -3,7 +3,8 @@
 Redis work per event does not grow with the number of subscribers: each process
 holds one channel subscription per watched key and fans out locally. A
 subscription is reported ready only once Redis has confirmed it, so nothing
-published after that can be missed. After a broken connection redis-py
+published after that can be missed. (Un)subscriptions requested together (two
+hundred streams starting at once) go out as one command. After a broken connection redis-py
 resubscribes; `on_resync` then tells the hub that notifications may have been
 lost in between, and readers catch up from the stream.
 """
@@ -41,24 +42,27 @@ class PubSubListener:
         self._waiting: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
         self._subscribed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._requests: dict[str, bool] = {}
+        self._sender: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="streamhub-pubsub")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._sender):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._sender = None
         await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def subscribe(self, channel: str) -> None:
+        """Returns once Redis has confirmed the subscription."""
         confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting[channel].append(confirmed)
+        self._request(channel, subscribe=True)
         try:
-            await self._pubsub.subscribe(channel)
-            self._subscribed.set()
             await asyncio.wait_for(asyncio.shield(confirmed), _SUBSCRIBE_TIMEOUT_S)
         finally:
             waiting = self._waiting.get(channel)
@@ -66,8 +70,36 @@ class PubSubListener:
                 waiting.remove(confirmed)
 
     async def unsubscribe(self, channel: str) -> None:
-        with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
-            await self._pubsub.unsubscribe(channel)
+        self._request(channel, subscribe=False)
+
+    def _request(self, channel: str, *, subscribe: bool) -> None:
+        """Queue a (un)subscription; those queued together go out as one command."""
+        self._requests[channel] = subscribe
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send(), name="streamhub-subscribe")
+
+    async def _send(self) -> None:
+        try:
+            while self._requests:
+                requests, self._requests = self._requests, {}
+                wanted = [channel for channel, subscribe in requests.items() if subscribe]
+                unwanted = [channel for channel, subscribe in requests.items() if not subscribe]
+                try:
+                    if unwanted:
+                        await self._pubsub.unsubscribe(*unwanted)
+                    if wanted:
+                        await self._pubsub.subscribe(*wanted)
+                        self._subscribed.set()
+                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                    self._fail(wanted, exc)
+        finally:
+            self._sender = None
+
+    def _fail(self, channels: list[str], error: Exception) -> None:
+        for channel in channels:
+            for confirmed in self._waiting.pop(channel, []):
+                if not confirmed.done():
+                    confirmed.set_exception(error)
 
     async def _run(self) -> None:
         backoff = 0.0
