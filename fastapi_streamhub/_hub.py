@@ -48,7 +48,6 @@ class StreamHub:
         self._writer: Writer | None = None
         self._producers: dict[str, Producer] = {}
         self._task_group: TaskGroup | None = None
-        self._exit_stack: Any = None
 
     @classmethod
     def from_url(

@@ -26,6 +26,7 @@ from fastapi_streamhub import (
 )
 from fastapi_streamhub._producer import Producer
 from fastapi_streamhub._runner import drive
+from tests.support.streams import collect
 
 pytestmark = pytest.mark.anyio
 
@@ -34,15 +35,6 @@ _keys = itertools.count()
 
 def fresh_key() -> str:
     return f"chat:{next(_keys)}"
-
-
-async def collect(hub: StreamHub, key: str, after: str | None = None) -> list[StreamEvent]:
-    got: list[StreamEvent] = []
-    with anyio.fail_after(10):
-        async with hub.subscribe(key, after=after) as subscription:
-            async for event in subscription:
-                got.append(event)
-    return got
 
 
 async def drain(iterator: AsyncIterator[list[StreamEvent]]) -> None:

@@ -28,6 +28,7 @@ from fastapi_streamhub import Event, InvalidCursorError, StreamEvent, StreamHub
 from fastapi_streamhub._events import RESERVED_EVENTS
 from tests.support.redis_server import RedisServer
 from tests.support.sse import read_events, read_stream
+from tests.support.streams import collect
 from tests.support.uvicorn_server import UvicornServer
 
 pytestmark = pytest.mark.anyio
@@ -112,15 +113,6 @@ def as_received(chunk: object) -> tuple[str | None, Any]:
 
 def received(events: list[StreamEvent]) -> list[tuple[str | None, Any]]:
     return [(e.event, e.value) for e in events]
-
-
-async def collect(hub: StreamHub, key: str, after: str | None = None) -> list[StreamEvent]:
-    got: list[StreamEvent] = []
-    with anyio.fail_after(10):
-        async with hub.subscribe(key, after=after) as subscription:
-            async for event in subscription:
-                got.append(event)
-    return got
 
 
 async def produce(hub: StreamHub, items: list[object]) -> tuple[str, list[StreamEvent]]:
