@@ -27,7 +27,7 @@ from ._producer import Producer
 from ._status import CancelResult, StreamStatus, producer_stopped, stream_status
 from ._subscription import Subscription
 from ._writer import Writer
-from .backends._base import Backend, Control, Notification
+from .backends._base import Backend, Control, Lease, Notification
 from .backends.memory import MemoryBackend
 
 logger = logging.getLogger("fastapi_streamhub")
@@ -166,11 +166,12 @@ class StreamHub:
         self._fanout.dispatch(key, note)
 
     async def _keep_leases(self) -> None:
+        """Renew the lease of every running producer, all in one backend call."""
         while True:
             await anyio.sleep(self.config.lease_ttl_s / 3)
-            for producer in list(self._producers.values()):
-                if producer.stop_reason is None:
-                    self._require_started().start_soon(self._refresh, producer)
+            running = [p for p in self._producers.values() if p.stop_reason is None]
+            if running:
+                await self._renew(running)
 
     async def _tick(self) -> None:
         """Wake idle subscribers now and then, to check on their producer."""
@@ -178,11 +179,18 @@ class StreamHub:
             await anyio.sleep(self.config.idle_check_s)
             self._fanout.tick()
 
-    async def _refresh(self, producer: Producer) -> None:
+    async def _renew(self, producers: list[Producer]) -> None:
         try:
-            await producer.refresh()
+            outcomes = await self.backend.refresh_many(
+                [Lease(p.key, p.generation) for p in producers],
+                lease_ms=self.config.lease_ms,
+                retention_ms=self.config.retention_ms,
+            )
         except BackendUnavailableError as exc:
-            logger.warning("stream %r: lease not refreshed: %s", producer.key, exc)
+            logger.warning("%d leases not renewed: %s", len(producers), exc)
+            return
+        for producer, outcome in zip(producers, outcomes, strict=True):
+            producer.lease_renewed(outcome)
 
     async def register(self, key: str) -> tuple[Producer, bool]:
         """Claim `key` for a new generation; returns `(producer, created)`.

@@ -270,14 +270,8 @@ class Producer:
             self._stored = None
             self._on_finished(self)
 
-    async def refresh(self) -> None:
-        """Extend the lease; a refusal stops the producer (fenced out or cancelled)."""
-        outcome = await self._backend.refresh(
-            self.key,
-            generation=self.generation,
-            lease_ms=self._config.lease_ms,
-            retention_ms=self._config.retention_ms,
-        )
+    def lease_renewed(self, outcome: WriteOutcome) -> None:
+        """A refused renewal stops the producer (fenced out, or ended elsewhere)."""
         if outcome != "ok":
             self._stop("stale" if outcome == "stale" else outcome)
 

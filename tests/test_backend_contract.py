@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from fastapi_streamhub import StreamEvent
-from fastapi_streamhub.backends import Append, Backend, Control, EventBatch, Notification
+from fastapi_streamhub.backends import Append, Backend, Control, EventBatch, Lease, Notification
 
 pytestmark = pytest.mark.anyio
 
@@ -105,8 +105,10 @@ async def test_write_of_a_superseded_generation_is_refused(backend: Backend) -> 
     await anyio.sleep(0.01)
     assert await claim(backend, "k", "new") is True
     assert await append(backend, "k", "old", events("old", 1, (None, '"x"'))) == "stale"
-    outcome = await backend.refresh("k", generation="old", lease_ms=LEASE_MS, retention_ms=1000)
-    assert outcome == "stale"
+    outcomes = await backend.refresh_many(
+        [Lease("k", "old"), Lease("k", "new")], lease_ms=LEASE_MS, retention_ms=1000
+    )
+    assert outcomes == ["stale", "ok"]
     assert await backend.read("k", generation="new", after_seq=0, limit=10) == []
     assert await backend.read("k", generation="old", after_seq=0, limit=10) is None
 

@@ -355,3 +355,25 @@ async def test_a_generator_that_never_awaits_does_not_starve_its_readers(hub: St
 
 async def _follow_into(hub: StreamHub, key: str, into: list[StreamEvent]) -> None:
     into.extend(await collect(hub, key))
+
+
+async def test_leases_are_renewed_while_the_producer_runs(
+    make_hub: Callable[..., StreamHub],
+) -> None:
+    async with make_hub(lease_ttl_s=0.3) as hub:
+        producer, _ = await hub.register("long")
+        received: list[StreamEvent] = []
+
+        async def slow() -> AsyncIterator[str]:
+            yield "before"
+            await anyio.sleep(1.0)
+            yield "after"
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(lambda: _follow_into(hub, "long", received))
+            hub.spawn(producer, lambda: drive(producer, slow()))
+        assert [(e.event, e.data) for e in received] == [
+            (None, '"before"'),
+            (None, '"after"'),
+            ("done", "{}"),
+        ]

@@ -1,6 +1,15 @@
 """Storage backends: one contract (`Backend`), two implementations."""
 
-from ._base import Append, Backend, Control, EventBatch, Notification, SessionState, WriteOutcome
+from ._base import (
+    Append,
+    Backend,
+    Control,
+    EventBatch,
+    Lease,
+    Notification,
+    SessionState,
+    WriteOutcome,
+)
 from .memory import MemoryBackend
 
 __all__ = [
@@ -8,6 +17,7 @@ __all__ = [
     "Backend",
     "Control",
     "EventBatch",
+    "Lease",
     "MemoryBackend",
     "Notification",
     "SessionState",

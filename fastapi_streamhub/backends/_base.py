@@ -42,6 +42,14 @@ class Append:
 
 
 @dataclass(frozen=True, slots=True)
+class Lease:
+    """A producer's hold on its key: renewed for all producers of a process at once."""
+
+    key: str
+    generation: str
+
+
+@dataclass(frozen=True, slots=True)
 class EventBatch:
     """Events just appended to a stream, carried inside the notification itself."""
 
@@ -91,10 +99,10 @@ class Backend(Protocol):
             BackendUnavailableError: for the whole call; none, some or all may be stored.
         """
 
-    async def refresh(
-        self, key: str, *, generation: str, lease_ms: int, retention_ms: int
-    ) -> WriteOutcome:
-        """Extend the owner's lease and the keys' expiry."""
+    async def refresh_many(
+        self, leases: Sequence[Lease], *, lease_ms: int, retention_ms: int
+    ) -> list[WriteOutcome]:
+        """Extend each owner's lease and its keys' expiry; `ok` or why it was refused."""
 
     async def finish(
         self,

@@ -18,6 +18,7 @@ from ._base import (
     ChannelKind,
     Control,
     EventBatch,
+    Lease,
     NotificationHandler,
     ResyncHandler,
     SessionState,
@@ -136,10 +137,13 @@ class MemoryBackend:
             self._deliver(key, "events", EventBatch(fresh))
         return "ok"
 
-    async def refresh(
-        self, key: str, *, generation: str, lease_ms: int, retention_ms: int
-    ) -> WriteOutcome:
-        session, outcome = self._writable(key, generation)
+    async def refresh_many(
+        self, leases: Sequence[Lease], *, lease_ms: int, retention_ms: int
+    ) -> list[WriteOutcome]:
+        return [self._refresh(lease, lease_ms, retention_ms) for lease in leases]
+
+    def _refresh(self, lease: Lease, lease_ms: int, retention_ms: int) -> WriteOutcome:
+        session, outcome = self._writable(lease.key, lease.generation)
         if session is None:
             return outcome
         now = time.monotonic()

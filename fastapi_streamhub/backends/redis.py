@@ -30,6 +30,7 @@ from . import _codec
 from ._base import (
     Append,
     ChannelKind,
+    Lease,
     NotificationHandler,
     ResyncHandler,
     SessionState,
@@ -50,12 +51,18 @@ async def _reply(connection: AbstractConnection) -> Any:
         return exc
 
 
-def _outcome(write: Append, reply: Any) -> WriteOutcome:
+def _outcome(key: str, reply: Any) -> WriteOutcome:
     """A refused command ends only its own stream; the rest of the round stands."""
     if isinstance(reply, Exception):
-        logger.error("stream %r: Redis refused the append: %s", write.key, reply)
+        logger.error("stream %r: Redis refused the command: %s", key, reply)
         return "error"
     return cast("WriteOutcome", reply)
+
+
+def _command(*parts: str, length: int | None = None) -> bytes:
+    """A command in RESP; `length` counts parts still to be appended by the caller."""
+    head = b"*%d\r\n" % (length if length is not None else len(parts))
+    return head + b"".join(_bulk(part) for part in parts)
 
 
 def _bulk(text: str) -> bytes:
@@ -202,12 +209,38 @@ class RedisBackend:
     ) -> list[WriteOutcome]:
         """All writes in one pipelined round trip, however many streams wrote."""
         packed = b"".join(self._append_command(write, retention_ms) for write in writes)
+        replies = await self._round("append", packed, len(writes))
+        return [_outcome(write.key, reply) for write, reply in zip(writes, replies, strict=True)]
+
+    async def refresh_many(
+        self, leases: Sequence[Lease], *, lease_ms: int, retention_ms: int
+    ) -> list[WriteOutcome]:
+        """Every lease of the process in one round trip, on the writer's connection."""
+        sha = self._scripts["refresh"].sha
+        packed = b"".join(
+            _command(
+                "EVALSHA",
+                sha,
+                "2",
+                self._keys.state(lease.key),
+                self._keys.events(lease.key),
+                lease.generation,
+                str(lease_ms),
+                str(retention_ms),
+            )
+            for lease in leases
+        )
+        replies = await self._round("refresh", packed, len(leases))
+        return [_outcome(lease.key, reply) for lease, reply in zip(leases, replies, strict=True)]
+
+    async def _round(self, script: str, packed: bytes, count: int) -> list[Any]:
+        """Run pre-packed calls of `script`, loading it first if Redis lost it (a restart)."""
         with _unavailable_as_error():
-            replies = await self._pipeline(packed, len(writes))
+            replies = await self._pipeline(packed, count)
             if any(isinstance(r, NoScriptError) for r in replies):
-                await self._client.script_load(self._scripts["append"].script)
-                replies = await self._pipeline(packed, len(writes))
-        return [_outcome(write, reply) for write, reply in zip(writes, replies, strict=True)]
+                await self._client.script_load(self._scripts[script].script)
+                replies = await self._pipeline(packed, count)
+        return replies
 
     def _append_command(self, write: Append, retention_ms: int) -> bytes:
         """The EVALSHA of one write in RESP; the part fixed per stream is packed once."""
@@ -217,18 +250,16 @@ class RedisBackend:
             if len(self._append_heads) >= _MAX_CACHED_HEADS:
                 self._append_heads.clear()
             key = write.key
-            head = self._append_heads[fixed] = b"*10\r\n" + b"".join(
-                _bulk(part)
-                for part in (
-                    "EVALSHA",
-                    self._scripts["append"].sha,
-                    "3",
-                    self._keys.state(key),
-                    self._keys.events(key),
-                    self._keys.event_channel(key),
-                    write.generation,
-                    str(retention_ms),
-                )
+            head = self._append_heads[fixed] = _command(
+                "EVALSHA",
+                self._scripts["append"].sha,
+                "3",
+                self._keys.state(key),
+                self._keys.events(key),
+                self._keys.event_channel(key),
+                write.generation,
+                str(retention_ms),
+                length=10,
             )
         payload = _codec.encode_events(write.generation, write.events) if write.events else ""
         return head + _bulk(write.metadata or "") + _bulk(payload)
@@ -252,13 +283,6 @@ class RedisBackend:
             except BaseException:
                 await connection.disconnect()
                 raise
-
-    async def refresh(
-        self, key: str, *, generation: str, lease_ms: int, retention_ms: int
-    ) -> WriteOutcome:
-        keys = [self._keys.state(key), self._keys.events(key)]
-        outcome = await self._run("refresh", keys, [generation, lease_ms, retention_ms])
-        return cast("WriteOutcome", outcome)
 
     async def finish(
         self,
