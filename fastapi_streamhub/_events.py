@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 Status = Literal["active", "done", "error", "cancelled"]
-TerminalName = Literal["done", "error", "cancelled"]
 
 TERMINAL_EVENTS: Final = frozenset({"done", "error", "cancelled"})
 RESERVED_EVENTS: Final = TERMINAL_EVENTS | {"reset", "message"}
