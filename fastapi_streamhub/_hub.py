@@ -59,7 +59,10 @@ class StreamHub:
         max_connections: int = 64,
         **options: Any,
     ) -> StreamHub:
-        """A hub on Redis (`redis://`, `rediss://`, `unix://`); options as for `StreamHub()`.
+        """A hub on Redis; options as for `StreamHub()`.
+
+        `url` is `redis://`, `rediss://`, `unix://`, or
+        `redis+sentinel://host:port[,host:port]/service[/db]` for a Sentinel-managed master.
 
         `socket_timeout_s` bounds each Redis command, so a stalled server turns into
         retries (which the seq-based appends make safe) instead of a hang.

@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any, Literal, cast
 
 import anyio
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import BusyLoadingError, NoScriptError, ReadOnlyError, ResponseError
@@ -37,6 +37,7 @@ from ._base import (
     WriteOutcome,
 )
 from ._pubsub import PubSubListener
+from ._urls import client_from_url
 
 logger = logging.getLogger("fastapi_streamhub")
 
@@ -120,6 +121,7 @@ class RedisBackend:
         self._socket_timeout_s = socket_timeout_s
         self._write_lock = anyio.Lock()
         self._write_connection: AbstractConnection | None = None
+        self._helpers: list[Redis] = []
         self._keys = KeySpace(prefix)
         self._scripts = _load_scripts(client)
         self._append_heads: dict[tuple[str, str, int], bytes] = {}
@@ -136,20 +138,17 @@ class RedisBackend:
         socket_timeout_s: float = 5.0,
         max_connections: int = 64,
     ) -> RedisBackend:
-        """A client whose pool waits for a free connection instead of failing.
+        """A backend on `url` (`redis://`, `rediss://`, `unix://`, `redis+sentinel://`).
 
         Hundreds of streams share `max_connections`: a burst queues briefly rather
         than opening a connection per stream or erroring with "Too many connections".
         """
-        pool = BlockingConnectionPool.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=socket_timeout_s,
-            socket_connect_timeout=socket_timeout_s,
-            max_connections=max_connections,
-            timeout=socket_timeout_s,
+        client, helpers = client_from_url(
+            url, socket_timeout_s=socket_timeout_s, max_connections=max_connections
         )
-        return cls(client=Redis.from_pool(pool), prefix=prefix, socket_timeout_s=socket_timeout_s)
+        backend = cls(client=client, prefix=prefix, socket_timeout_s=socket_timeout_s)
+        backend._helpers = helpers
+        return backend
 
     async def open(self, on_notification: NotificationHandler, on_resync: ResyncHandler) -> None:
         self._notify = on_notification
@@ -164,6 +163,8 @@ class RedisBackend:
             await self._write_connection.disconnect()
             self._write_connection = None
         await self._client.aclose()
+        for helper in self._helpers:
+            await helper.aclose()
 
     def _channel(self, key: str, kind: ChannelKind) -> str:
         if kind == "events":
@@ -269,7 +270,8 @@ class RedisBackend:
 
         The hot path of every stream: packing here, once per stream for the fixed
         part, costs a fraction of packing each argument of each command anew; one
-        bound for the whole round replaces a timeout per reply.
+        bound for the whole round replaces a timeout per reply. `connect()` first: a
+        Sentinel-managed connection finds its master there, not in `send_packed_command`.
         """
         async with self._write_lock:
             if self._write_connection is None:
@@ -278,6 +280,8 @@ class RedisBackend:
             connection = self._write_connection
             try:
                 with anyio.fail_after(self._socket_timeout_s):
+                    if not connection.is_connected:
+                        await connection.connect()
                     await connection.send_packed_command(packed, check_health=False)
                     return [await _reply(connection) for _ in range(count)]
             except BaseException:

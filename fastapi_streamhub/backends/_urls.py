@@ -1,0 +1,53 @@
+"""Redis clients from URLs: `redis://`, `rediss://`, `unix://`, and `redis+sentinel://`.
+
+`redis+sentinel://[:password@]host:port[,host:port...]/service[/db]` names the
+Sentinels to ask and the service whose master to use (the password is the
+master's); the client follows the master across failovers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.sentinel import Sentinel
+
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+
+
+def client_from_url(
+    url: str, *, socket_timeout_s: float, max_connections: int
+) -> tuple[Redis, list[Redis]]:
+    """The client, and the clients it relies on that its owner must close too."""
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": socket_timeout_s,
+        "socket_connect_timeout": socket_timeout_s,
+    }
+    if urlsplit(url).scheme in SENTINEL_SCHEMES:
+        return _sentinel_client(url, options)
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=socket_timeout_s, **options
+    )
+    return Redis.from_pool(pool), []
+
+
+def _sentinel_client(url: str, options: dict[str, Any]) -> tuple[Redis, list[Redis]]:
+    parts = urlsplit(url)
+    hosts = []
+    for address in parts.netloc.rpartition("@")[2].split(","):
+        host, _, port = address.rpartition(":")
+        hosts.append((host or "localhost", int(port or 26379)))
+    path = [unquote(p) for p in parts.path.split("/") if p]
+    if not path:
+        raise ValueError(f"a Sentinel URL names the service: {url!r}")
+    service, db = path[0], int(path[1]) if len(path) > 1 else 0
+    if parts.password is not None:
+        options = {**options, "password": unquote(parts.password)}
+    if parts.scheme.startswith("rediss"):
+        options = {**options, "ssl": True}
+    timeouts = {k: v for k, v in options.items() if k.startswith("socket_")}
+    sentinel = Sentinel(hosts, sentinel_kwargs=timeouts, db=db, **options)  # type: ignore[no-untyped-call]
+    master: Redis = sentinel.master_for(service, redis_class=Redis)
+    return master, list(sentinel.sentinels)
