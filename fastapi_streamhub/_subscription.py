@@ -184,7 +184,7 @@ class Subscription:
                 self._wakeup = None
             if self._check_due:
                 self._check_due = False
-                await self._check_producer()
+                return await self._check_producer()
             return []
         return self._take_live()
 
@@ -225,7 +225,7 @@ class Subscription:
             self._catching_up = False
         return self._accept(events)
 
-    async def _check_producer(self) -> None:
+    async def _check_producer(self) -> list[StreamEvent]:
         """Idle: make sure the producer is alive, and read anything a lost notification hid."""
         try:
             (state,) = await self._backend.states([self.key])
@@ -241,9 +241,9 @@ class Subscription:
                     only_if_lapsed=True,
                 )
         except BackendUnavailableError:
-            await self._wait_for_backend()
-            return
+            return await self._wait_for_backend()
         self._catching_up = True
+        return []
 
     def _lapsed(self, state: SessionState | None) -> bool:
         return (

@@ -242,3 +242,35 @@ async def test_resume_route_on_unknown_and_finished_keys_after_restart(
         )
     assert again == run
     assert finished.status_code == 204
+
+
+async def test_readers_elsewhere_end_with_an_error_when_redis_stays_away(
+    redis_server: RedisServer,
+) -> None:
+    options = {"socket_timeout_s": 0.5, "write_deadline_s": 1.0, "lease_ttl_s": 1.0}
+    async with (
+        StreamHub.from_url(redis_server.url, **options) as producing,
+        StreamHub.from_url(redis_server.url, **options) as reading,
+    ):
+        producer, _ = await producing.register("chat:away")
+        await producer.publish("before")
+        await producer.flush()
+        received: list[StreamEvent] = []
+        first = anyio.Event()
+
+        async def read() -> None:
+            with anyio.fail_after(30):
+                async with reading.subscribe("chat:away") as subscription:
+                    async for event in subscription:
+                        received.append(event)
+                        first.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(read)
+            await first.wait()
+            await anyio.to_thread.run_sync(redis_server.stop)
+    assert [e.value for e in received] == [
+        "before",
+        {"message": "The stream's storage is unavailable.", "reason": "unavailable"},
+    ]
+    assert received[-1].id == received[0].id
