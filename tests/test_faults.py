@@ -6,6 +6,7 @@ injected, never a way to wait for something.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 
 import anyio
@@ -68,16 +69,23 @@ async def run_through_fault(redis: RedisServer, fault: Callable[[], object]) -> 
         assert_exact(events, TOKENS, "done")
 
 
+def outage(
+    down: Callable[[], object], seconds: float, up: Callable[[], object]
+) -> Callable[[], None]:
+    """The fault, run in a worker thread: take Redis down, keep it down, bring it back."""
+
+    def run() -> None:
+        down()
+        time.sleep(seconds)
+        up()
+
+    return run
+
+
 async def test_redis_frozen_for_seconds_loses_nothing(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def freeze() -> None:
-        redis_server.pause()
-        with anyio.from_thread.start_blocking_portal() as portal:
-            portal.call(anyio.sleep, 3)
-        redis_server.resume()
-
-    await run_through_fault(redis_server, freeze)
+    await run_through_fault(redis_server, outage(redis_server.pause, 3, redis_server.resume))
     assert "storage unavailable, retrying" in caplog.text
 
 
@@ -86,13 +94,7 @@ async def test_redis_restarted_with_aof_loses_nothing(
 ) -> None:
     redis = make_redis_server(appendonly=True)
 
-    def restart() -> None:
-        redis.stop()
-        with anyio.from_thread.start_blocking_portal() as portal:
-            portal.call(anyio.sleep, 1)
-        redis.restart()
-
-    await run_through_fault(redis, restart)
+    await run_through_fault(redis, outage(redis.stop, 1, redis.restart))
     assert "storage unavailable, retrying" in caplog.text
     assert "Pub/Sub connection lost" in caplog.text
 
