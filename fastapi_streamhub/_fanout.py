@@ -84,11 +84,16 @@ class Fanout:
 
     async def follow(self, key: str, generation: str, listener: Listener) -> None:
         """Deliver the events of `generation`: straight from a local producer, or via storage."""
-        local = self._local.get(key)
-        if local is not None and local[0] == generation:
-            local[1].add(listener)
-        else:
+        if not self.follow_local(key, generation, listener):
             await self.add(key, "events", listener)
+
+    def follow_local(self, key: str, generation: str, listener: Listener) -> bool:
+        """Follow the local producer of `generation`, if this process runs it."""
+        local = self._local.get(key)
+        if local is None or local[0] != generation:
+            return False
+        local[1].add(listener)
+        return True
 
     async def unfollow(self, key: str, listener: Listener) -> None:
         local = self._local.get(key)

@@ -2,9 +2,10 @@
 
 The live listener is registered before the first read, so nothing published
 during the replay is missed; live events at or below the last delivered seq are
-dropped and a gap sends the reader back to storage. While catching up, a full
-queue costs nothing (storage has it all); once live, a full queue means the
-reader is too slow and it is ended with `SubscriberLaggedError` (it can resume).
+dropped and a gap sends the reader back to storage. While catching up, or before
+its reader starts, a full queue costs nothing (storage has it all); once live, a
+full queue means the reader is too slow and it is ended with
+`SubscriberLaggedError` (it can resume).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class Subscription:
         self._exhausted = False
         self._ended = False
         self._catching_up = True
+        self._following = False
         self._queue: list[StreamEvent] = []
         self._lagged = False
         self._lost = False
@@ -95,8 +97,15 @@ class Subscription:
         return self
 
     def opened_at_start(self, generation: str) -> Subscription:
-        """Open without a read, for the caller that has just claimed `generation`."""
+        """Open without a read, for the caller that has just claimed `generation`.
+
+        Following the local producer before its first write means every event reaches
+        this subscription live, so it starts without reading storage at all.
+        """
         self._generation = generation
+        if self._fanout.follow_local(self.key, generation, self._on_note):
+            self._following = True
+            self._catching_up = False
         return self
 
     async def __aenter__(self) -> Subscription:
@@ -111,6 +120,9 @@ class Subscription:
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self._iterator is None and self._following:
+            self._following = False
+            await self._fanout.unfollow(self.key, self._on_note)
         if self._iterator is not None:
             iterator, self._iterator = self._iterator, None
             await iterator.aclose()  # type: ignore[attr-defined]
@@ -132,7 +144,9 @@ class Subscription:
     async def _batches(self) -> AsyncIterator[list[StreamEvent]]:
         if self._exhausted:
             return
-        await self._fanout.follow(self.key, self._generation, self._on_note)
+        if not self._following:
+            await self._fanout.follow(self.key, self._generation, self._on_note)
+            self._following = True
         try:
             if self._reset:
                 yield [StreamEvent(self._generation, 0, "reset", self._reset_data())]
@@ -141,6 +155,7 @@ class Subscription:
                 if batch:
                     yield batch
         finally:
+            self._following = False
             await self._fanout.unfollow(self.key, self._on_note)
 
     def _reset_data(self) -> str:
@@ -165,8 +180,9 @@ class Subscription:
     def _receive(self, batch: EventBatch) -> None:
         if len(self._queue) + len(batch.events) <= self._max_queue:
             self._queue.extend(batch.events)
-        elif self._catching_up:
+        elif self._catching_up or self._iterator is None:
             self._queue.clear()
+            self._catching_up = True
         else:
             self._lagged = True
 

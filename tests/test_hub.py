@@ -292,6 +292,47 @@ async def test_slow_subscriber_is_ended_others_are_not(hub: StreamHub) -> None:
     assert values(fast) == ["first", *range(100)]
 
 
+async def test_the_starting_subscription_reads_no_storage_and_misses_nothing(
+    hub: StreamHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start response follows its producer from seq 0: no read, even when its reader
+    starts only after more events than its queue holds (those come from storage then)."""
+    key = fresh_key()
+    producer, _ = await hub.register(key)
+    reads: list[int] = []
+    real_read = hub.backend.read
+
+    async def counting_read(*args: object, **kwargs: object) -> object:
+        reads.append(1)
+        return await real_read(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hub.backend, "read", counting_read)
+    quick = hub.subscribe(key).opened_at_start(producer.generation)
+    late = hub.subscribe(key, max_queue=8).opened_at_start(producer.generation)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+
+            async def read_quickly() -> None:
+                async for event in quick:
+                    got_quick.append(event)
+
+            got_quick: list[StreamEvent] = []
+            group.start_soon(read_quickly)
+            for i in range(5):
+                await producer.publish(i)
+                await producer.flush()
+                await anyio.lowlevel.checkpoint()
+            assert reads == []
+            for i in range(5, 30):
+                await producer.publish(i)
+            await producer.close()
+        got_late = [event async for event in late]
+    assert values(got_quick) == list(range(30))
+    assert values(got_late) == list(range(30))
+    assert [e.seq for e in got_late] == list(range(1, 32))
+    assert got_late[-1].event == "done"
+
+
 async def test_active_and_remove(hub: StreamHub) -> None:
     running, done = fresh_key(), fresh_key()
     await hub.register(running)
