@@ -42,7 +42,7 @@ from ._urls import client_from_url
 logger = logging.getLogger("fastapi_streamhub")
 
 _SCRIPTS = ("claim", "append", "refresh", "finish", "release", "read", "state")
-_MAX_CACHED_HEADS = 4096
+_MAX_CACHED_PARTS = 4096
 
 
 async def _reply(connection: AbstractConnection) -> Any:
@@ -54,7 +54,7 @@ async def _reply(connection: AbstractConnection) -> Any:
 
 def _outcome(key: str, reply: Any) -> WriteOutcome:
     """A refused command ends only its own stream; the rest of the round stands."""
-    if isinstance(reply, Exception):
+    if isinstance(reply, Exception) or reply.startswith("error:"):
         logger.error("stream %r: Redis refused the command: %s", key, reply)
         return "error"
     return cast("WriteOutcome", reply)
@@ -124,7 +124,7 @@ class RedisBackend:
         self._helpers: list[Redis] = []
         self._keys = KeySpace(prefix)
         self._scripts = _load_scripts(client)
-        self._append_heads: dict[tuple[str, str, int], bytes] = {}
+        self._append_parts: dict[tuple[str, str], tuple[bytes, bytes]] = {}
         self._channels: dict[str, tuple[str, ChannelKind]] = {}
         self._listener: PubSubListener | None = None
         self._notify: NotificationHandler | None = None
@@ -208,10 +208,25 @@ class RedisBackend:
     async def append_many(
         self, writes: Sequence[Append], *, retention_ms: int
     ) -> list[WriteOutcome]:
-        """All writes in one pipelined round trip, however many streams wrote."""
-        packed = b"".join(self._append_command(write, retention_ms) for write in writes)
-        replies = await self._round("append", packed, len(writes))
-        return [_outcome(write.key, reply) for write, reply in zip(writes, replies, strict=True)]
+        """All writes in one script call: one command and one reply, however many
+        streams wrote. The script runs each write on its own, so a write Redis fails
+        ends only its own stream."""
+        if not writes:
+            return []
+        keys: list[bytes] = []
+        args = [_bulk(str(retention_ms))]
+        for write in writes:
+            key_part, generation_part = self._parts_of(write)
+            keys.append(key_part)
+            payload = _codec.encode_events(write.generation, write.events) if write.events else ""
+            args.append(generation_part + _bulk(write.metadata or "") + _bulk(payload))
+        head = _command(
+            "EVALSHA", self._scripts["append"].sha, str(3 * len(writes)), length=4 + 6 * len(writes)
+        )
+        (reply,) = await self._round("append", head + b"".join(keys) + b"".join(args), 1)
+        if isinstance(reply, Exception):
+            return [_outcome(write.key, reply) for write in writes]
+        return [_outcome(write.key, outcome) for write, outcome in zip(writes, reply, strict=True)]
 
     async def refresh_many(
         self, leases: Sequence[Lease], *, lease_ms: int, retention_ms: int
@@ -243,27 +258,20 @@ class RedisBackend:
                 replies = await self._pipeline(packed, count)
         return replies
 
-    def _append_command(self, write: Append, retention_ms: int) -> bytes:
-        """The EVALSHA of one write in RESP; the part fixed per stream is packed once."""
-        fixed = (write.key, write.generation, retention_ms)
-        head = self._append_heads.get(fixed)
-        if head is None:
-            if len(self._append_heads) >= _MAX_CACHED_HEADS:
-                self._append_heads.clear()
+    def _parts_of(self, write: Append) -> tuple[bytes, bytes]:
+        """A write's keys and generation in RESP, packed once per stream, not per write."""
+        fixed = (write.key, write.generation)
+        parts = self._append_parts.get(fixed)
+        if parts is None:
+            if len(self._append_parts) >= _MAX_CACHED_PARTS:
+                self._append_parts.clear()
             key = write.key
-            head = self._append_heads[fixed] = _command(
-                "EVALSHA",
-                self._scripts["append"].sha,
-                "3",
-                self._keys.state(key),
-                self._keys.events(key),
-                self._keys.event_channel(key),
-                write.generation,
-                str(retention_ms),
-                length=10,
+            keys = (self._keys.state(key), self._keys.events(key), self._keys.event_channel(key))
+            parts = self._append_parts[fixed] = (
+                b"".join(_bulk(k) for k in keys),
+                _bulk(write.generation),
             )
-        payload = _codec.encode_events(write.generation, write.events) if write.events else ""
-        return head + _bulk(write.metadata or "") + _bulk(payload)
+        return parts
 
     async def _pipeline(self, packed: bytes, count: int) -> list[Any]:
         """Send pre-packed commands on the writer's own connection and read every reply.
