@@ -27,6 +27,7 @@ from ._errors import (
 )
 from ._events import StreamEvent, terminal_data
 from ._fanout import Fanout, Tick
+from ._waiter import Waiter
 from .backends._base import Backend, Control, EventBatch, Notification, SessionState
 
 logger = logging.getLogger("fastapi_streamhub")
@@ -63,7 +64,7 @@ class Subscription:
         self._lost = False
         self._heard = False
         self._check_due = False
-        self._wakeup: anyio.Event | None = None
+        self._wakeup: Waiter | None = None
         self._iterator: AsyncIterator[list[StreamEvent]] | None = None
         self._unavailable_since: float | None = None
 
@@ -187,32 +188,39 @@ class Subscription:
             self._lagged = True
 
     async def _next_batch(self) -> list[StreamEvent]:
+        if not (self._queue or self._check_due or self._lagged or self._lost or self._catching_up):
+            self._wakeup = Waiter()
+            await self._wakeup.wait()
+            self._wakeup = None
         if self._lagged:
             raise SubscriberLaggedError(self.key, self._max_queue)
         if self._lost:
             return self._synthetic_end("unavailable", "The stream's storage is unavailable.")
         if self._catching_up:
             return await self._catch_up()
-        if not self._queue:
-            if not self._check_due:
-                self._wakeup = anyio.Event()
-                await self._wakeup.wait()
-                self._wakeup = None
-            if self._check_due:
-                self._check_due = False
-                return await self._check_producer()
-            return []
-        return self._take_live()
+        if self._queue:
+            return self._take_live()
+        if self._check_due:
+            self._check_due = False
+            return await self._check_producer()
+        return []
 
     def _take_live(self) -> list[StreamEvent]:
+        """The queued events that continue the stream: repeats are dropped (a retried
+        write is notified again), and a gap sends the reader to storage for the rest."""
         queued, self._queue = self._queue, []
         if queued[0].generation != self._generation:
             self._catching_up = True
             return []
-        fresh = [e for e in queued if e.seq > self._last]
-        if fresh and fresh[0].seq != self._last + 1:
-            self._catching_up = True
-            return []
+        fresh: list[StreamEvent] = []
+        expected = self._last + 1
+        for event in queued:
+            if event.seq == expected:
+                fresh.append(event)
+                expected += 1
+            elif event.seq > expected:
+                self._catching_up = True
+                break
         return self._accept(fresh)
 
     def _accept(self, events: list[StreamEvent]) -> list[StreamEvent]:

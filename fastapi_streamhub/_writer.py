@@ -19,6 +19,7 @@ import anyio
 import anyio.lowlevel
 
 from ._errors import BackendUnavailableError
+from ._waiter import Waiter
 from .backends._base import Append, Backend
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class Writer:
         self._retention_ms = retention_ms
         self._spawn = spawn
         self._dirty: dict[Producer, None] = {}
-        self._wakeup: anyio.Event | None = None
+        self._wakeup: Waiter | None = None
 
     def wake(self, producer: Producer) -> None:
         """`producer` has something to write, or has stopped and must be wound up."""
@@ -50,7 +51,7 @@ class Writer:
         backoff = 0.0
         while True:
             if not self._dirty:
-                self._wakeup = anyio.Event()
+                self._wakeup = Waiter()
                 await self._wakeup.wait()
                 continue
             producers, self._dirty = list(self._dirty), {}

@@ -124,7 +124,10 @@ class MemoryBackend:
         session, outcome = self._writable(key, write.generation)
         if session is None:
             return outcome
-        fresh = [e for e in events if e.seq > session.last_seq]
+        last = session.last_seq
+        fresh = (
+            events if not events or events[0].seq > last else [e for e in events if e.seq > last]
+        )
         if fresh and fresh[0].seq != session.last_seq + 1:
             raise ValueError(f"gap in appended events: {fresh[0].seq} after {session.last_seq}")
         session.events.extend(fresh)
