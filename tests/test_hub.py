@@ -26,6 +26,7 @@ from fastapi_streamhub import (
 )
 from fastapi_streamhub._producer import Producer
 from fastapi_streamhub._runner import drive
+from fastapi_streamhub.backends import EventBatch
 from tests.support.streams import collect
 
 pytestmark = pytest.mark.anyio
@@ -331,6 +332,27 @@ async def test_the_starting_subscription_reads_no_storage_and_misses_nothing(
     assert values(got_late) == list(range(30))
     assert [e.seq for e in got_late] == list(range(1, 32))
     assert got_late[-1].event == "done"
+
+
+async def test_a_notification_repeated_by_a_retried_write_is_sent_once(hub: StreamHub) -> None:
+    """A write retried after a lost reply is notified again with the events it had
+    already stored; a reader holding both notifications sends each event once."""
+    key = fresh_key()
+    producer, _ = await hub.register(key)
+    await producer.publish("a")
+    await producer.flush()
+    generation = producer.generation
+    async with hub.subscribe(key) as subscription:
+        iterator = subscription.batches()
+        assert [e.seq for e in await iterator.__anext__()] == [1]
+
+        def event(seq: int) -> StreamEvent:
+            return StreamEvent(generation, seq, None, f'"{seq}"')
+
+        subscription._on_note(EventBatch([event(2), event(3)]))
+        subscription._on_note(EventBatch([event(2), event(3), event(4)]))
+        assert [e.seq for e in await iterator.__anext__()] == [2, 3, 4]
+    await producer.close()
 
 
 async def test_active_and_remove(hub: StreamHub) -> None:
