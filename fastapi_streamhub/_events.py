@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 Status = Literal["active", "done", "error", "cancelled"]
 
@@ -38,11 +38,11 @@ class Event:
             raise ValueError(f"event name {self.event!r} has characters SSE cannot carry")
 
 
-@dataclass(frozen=True, slots=True)
-class StreamEvent:
+class StreamEvent(NamedTuple):
     """One stored event of one generation, as a subscriber receives it.
 
-    `data` is the JSON text exactly as stored; `value` decodes it.
+    `data` is the JSON text exactly as stored; `value` decodes it. A named tuple
+    rather than a frozen dataclass: one is created per token, at a third of the cost.
     """
 
     generation: str

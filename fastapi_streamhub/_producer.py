@@ -133,8 +133,13 @@ class Producer:
             raise ProducerStoppedError(self.key, limit)
         self._bytes += size
         self._enqueue(name, data)
-        if len(self._pending) % self._config.max_batch == 0:
-            await anyio.lowlevel.checkpoint()
+        pending = len(self._pending)
+        if pending % self._config.max_batch == 0 or pending >= self._config.max_pending:
+            await self._make_room()
+
+    async def _make_room(self) -> None:
+        """Let the writer (and readers) run, and hold the generator while the buffer is full."""
+        await anyio.lowlevel.checkpoint()
         while len(self._pending) >= self._config.max_pending and self._stop_reason is None:
             self._room = self._room or anyio.Event()
             await self._room.wait()
@@ -223,11 +228,17 @@ class Producer:
         if not self._pending and not self._metadata_dirty:
             return None
         limit = self._config.max_batch
-        batch, self._pending = self._pending[:limit], self._pending[limit:]
-        metadata = metadata_json(self._metadata) if self._metadata_dirty else None
-        self._metadata_dirty = False
-        _wake(self._room)
-        self._room = None
+        if len(self._pending) <= limit:
+            batch, self._pending = self._pending, []
+        else:
+            batch, self._pending = self._pending[:limit], self._pending[limit:]
+        metadata = None
+        if self._metadata_dirty:
+            metadata = metadata_json(self._metadata)
+            self._metadata_dirty = False
+        if self._room is not None:
+            self._room.set()
+            self._room = None
         return Append(self.key, self.generation, batch, metadata)
 
     def written(self, write: Append, outcome: WriteOutcome) -> None:

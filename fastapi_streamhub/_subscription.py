@@ -28,7 +28,7 @@ from ._errors import (
 from ._events import StreamEvent, terminal_data
 from ._fanout import Fanout, Tick
 from ._waiter import Waiter
-from .backends._base import Backend, Control, EventBatch, Notification, SessionState
+from .backends._base import Backend, EventBatch, Notification, SessionState
 
 logger = logging.getLogger("fastapi_streamhub")
 
@@ -163,18 +163,18 @@ class Subscription:
         return terminal_data(generation=self._generation)
 
     def _on_note(self, note: Notification | Tick | None) -> None:
-        if isinstance(note, Tick):
+        if isinstance(note, EventBatch):
+            self._heard = True
+            self._receive(note)
+        elif isinstance(note, Tick):
             self._check_due = not self._heard
             self._heard = False
             if not self._check_due:
                 return
         elif note is None:
             self._catching_up = True
-        elif isinstance(note, Control):
+        else:
             self._lost = self._lost or note.generation == self._generation
-        elif isinstance(note, EventBatch):
-            self._heard = True
-            self._receive(note)
         if self._wakeup is not None:
             self._wakeup.set()
 
