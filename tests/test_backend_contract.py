@@ -252,3 +252,54 @@ async def test_a_refused_write_ends_only_its_own_stream(redis_url: str) -> None:
         assert stored == events("g1", 1, (None, '"y"'))
     finally:
         await backend.aclose()
+
+
+async def test_claims_made_together_each_get_their_own_answer(backend: Backend) -> None:
+    """A burst of starts: distinct keys are all created, and of the calls racing for
+    one key exactly one wins, whatever the backend does to send them together."""
+    results: dict[str, bool] = {}
+    winners: list[str] = []
+
+    async def claim_distinct(key: str) -> None:
+        results[key] = await claim(backend, key, f"g-{key}")
+
+    async def claim_shared(generation: str) -> None:
+        if await claim(backend, "shared", generation):
+            winners.append(generation)
+
+    async with anyio.create_task_group() as group:
+        for i in range(60):
+            group.start_soon(claim_distinct, f"k{i}")
+            if i % 6 == 0:
+                group.start_soon(claim_shared, f"s{i}")
+    assert results == {f"k{i}": True for i in range(60)}
+    assert len(winners) == 1
+    states = await backend.states([f"k{i}" for i in range(60)] + ["shared"])
+    assert [s.generation if s else None for s in states] == [
+        *(f"g-k{i}" for i in range(60)),
+        winners[0],
+    ]
+
+
+async def test_claims_made_together_all_fail_when_redis_is_away() -> None:
+    from fastapi_streamhub._errors import BackendUnavailableError
+    from fastapi_streamhub.backends.redis import RedisBackend
+    from tests.support._process import free_port
+
+    backend = RedisBackend.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_timeout_s=1)
+    failures: list[BaseException] = []
+
+    async def try_claim(key: str) -> None:
+        try:
+            await claim(backend, key, "g")
+        except BackendUnavailableError as exc:
+            failures.append(exc)
+
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                for i in range(20):
+                    group.start_soon(try_claim, f"k{i}")
+    finally:
+        await backend.aclose()
+    assert len(failures) == 20

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, Literal, cast
 
 import anyio
+import anyio.lowlevel
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
@@ -107,6 +108,38 @@ def _session_state(key: str, row: list[Any]) -> SessionState:
     )
 
 
+class _Gathering:
+    """Calls of one script waiting to go out in the same round trip."""
+
+    def __init__(self) -> None:
+        self._commands: list[bytes] = []
+        self._replies: list[Any] = []
+        self._error: Exception | None = None
+        self.sent = anyio.Event()
+
+    def add(self, command: bytes) -> int:
+        self._commands.append(command)
+        return len(self._commands) - 1
+
+    async def send(
+        self, round_trip: Callable[[str, bytes, int], Awaitable[list[Any]]], script: str
+    ) -> None:
+        try:
+            self._replies = await round_trip(script, b"".join(self._commands), len(self._commands))
+        except Exception as exc:
+            self._error = exc
+        finally:
+            self.sent.set()
+
+    def reply(self, index: int) -> Any:
+        """The call's reply (an exception if Redis refused it); raises if the round failed."""
+        if isinstance(self._error, BackendUnavailableError):
+            raise BackendUnavailableError(str(self._error)) from self._error
+        if self._error is not None:
+            raise RuntimeError("the round trip of this call failed") from self._error
+        return self._replies[index]
+
+
 class RedisBackend:
     """Stores sessions in Redis through a ready `redis.asyncio.Redis` client.
 
@@ -125,6 +158,7 @@ class RedisBackend:
         self._keys = KeySpace(prefix)
         self._scripts = _load_scripts(client)
         self._append_parts: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+        self._gathering: dict[str, _Gathering] = {}
         self._channels: dict[str, tuple[str, ChannelKind]] = {}
         self._listener: PubSubListener | None = None
         self._notify: NotificationHandler | None = None
@@ -198,12 +232,36 @@ class RedisBackend:
     async def claim(
         self, key: str, *, generation: str, owner: str, lease_ms: int, retention_ms: int
     ) -> tuple[bool, SessionState]:
-        row = await self._run(
-            "claim",
-            keys=[self._keys.state(key), self._keys.events(key)],
-            args=[generation, owner, lease_ms, retention_ms],
-        )
+        keys = (self._keys.state(key), self._keys.events(key))
+        args = (generation, owner, str(lease_ms), str(retention_ms))
+        row = await self._call_together("claim", keys, args)
         return bool(row[0]), _session_state(key, row)
+
+    async def _call_together(self, script: str, keys: Sequence[str], args: Sequence[str]) -> Any:
+        """Call `script` in one round trip with every call of it made meanwhile.
+
+        Starts and ends of streams come in bursts (a page of chats opening at
+        once): each call packed into one pipelined round on the writer's connection
+        costs a tenth of a redis-py call, and the burst opens no pool connections.
+        The first caller sends the round, shielded, so the others' calls go out
+        even if it is cancelled.
+        """
+        command = _command("EVALSHA", self._scripts[script].sha, str(len(keys)), *keys, *args)
+        batch = self._gathering.get(script)
+        if batch is None:
+            batch = self._gathering[script] = _Gathering()
+            index = batch.add(command)
+            with anyio.CancelScope(shield=True):
+                await anyio.lowlevel.checkpoint()
+                del self._gathering[script]
+                await batch.send(self._round, script)
+        else:
+            index = batch.add(command)
+            await batch.sent.wait()
+        reply = batch.reply(index)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     async def append_many(
         self, writes: Sequence[Append], *, retention_ms: int
@@ -319,8 +377,8 @@ class RedisBackend:
         return bool(row[0]), _session_state(key, row)
 
     async def release(self, key: str, *, generation: str) -> None:
-        keys = [self._keys.state(key), self._keys.control_channel(key)]
-        await self._run("release", keys, [generation])
+        keys = (self._keys.state(key), self._keys.control_channel(key))
+        await self._call_together("release", keys, (generation,))
 
     async def read(
         self, key: str, *, generation: str, after_seq: int, limit: int
