@@ -289,23 +289,20 @@ class RedisBackend:
     async def refresh_many(
         self, leases: Sequence[Lease], *, lease_ms: int, retention_ms: int
     ) -> list[WriteOutcome]:
-        """Every lease of the process in one round trip, on the writer's connection."""
-        sha = self._scripts["refresh"].sha
-        packed = b"".join(
-            _command(
-                "EVALSHA",
-                sha,
-                "2",
-                self._keys.state(lease.key),
-                self._keys.events(lease.key),
-                lease.generation,
-                str(lease_ms),
-                str(retention_ms),
-            )
-            for lease in leases
-        )
-        replies = await self._round("refresh", packed, len(leases))
-        return [_outcome(lease.key, reply) for lease, reply in zip(leases, replies, strict=True)]
+        """Every lease of the process in one script call, on the writer's connection:
+        a round of renewals costs Redis one call, not one per stream, so the writes
+        queued behind it wait less."""
+        if not leases:
+            return []
+        keys: list[str] = []
+        for lease in leases:
+            keys += (self._keys.state(lease.key), self._keys.events(lease.key))
+        args = [str(lease_ms), str(retention_ms), *(lease.generation for lease in leases)]
+        command = _command("EVALSHA", self._scripts["refresh"].sha, str(len(keys)), *keys, *args)
+        (reply,) = await self._round("refresh", command, 1)
+        if isinstance(reply, Exception):
+            return [_outcome(lease.key, reply) for lease in leases]
+        return [_outcome(lease.key, outcome) for lease, outcome in zip(leases, reply, strict=True)]
 
     async def _round(self, script: str, packed: bytes, count: int) -> list[Any]:
         """Run pre-packed calls of `script`, loading it first if Redis lost it (a restart)."""

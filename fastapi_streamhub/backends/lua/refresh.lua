@@ -1,11 +1,26 @@
--- Extend the owner's lease and the expiry of the session's keys.
--- KEYS: state, events. ARGV: generation, lease_ms, retention_ms.
-local s = redis.call('HMGET', KEYS[1], 'gen', 'status')
-if s[1] ~= ARGV[1] then return 'stale' end
-if s[2] ~= 'active' then return s[2] end
+-- Extend the owner's lease and the expiry of the session's keys, for every running
+-- producer of a process in one call.
+-- KEYS: per lease, its state and events. ARGV: lease_ms, retention_ms, then per
+-- lease its generation.
+-- Returns one outcome per lease: 'ok', or the reason it was refused ('stale', or the
+-- status of a session that has ended).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSET', KEYS[1], 'lease', now + tonumber(ARGV[2]))
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return 'ok'
+local lease_until = now + tonumber(ARGV[1])
+local retention_ms = ARGV[2]
+local outcomes = {}
+for i = 1, #KEYS / 2 do
+  local state, events = KEYS[2 * i - 1], KEYS[2 * i]
+  local s = redis.call('HMGET', state, 'gen', 'status')
+  if s[1] ~= ARGV[2 + i] then
+    outcomes[i] = 'stale'
+  elseif s[2] ~= 'active' then
+    outcomes[i] = s[2]
+  else
+    redis.call('HSET', state, 'lease', lease_until)
+    redis.call('PEXPIRE', state, retention_ms)
+    redis.call('PEXPIRE', events, retention_ms)
+    outcomes[i] = 'ok'
+  end
+end
+return outcomes
