@@ -26,6 +26,7 @@ class Row:
     unit: str
     compare: Compare
     values: dict[str, float | None] = field(default_factory=dict)
+    rounds: dict[str, list[float | None]] = field(default_factory=dict)
 
     def versus_baseline(self, target: str) -> float | None:
         """Ratio (or difference) to the baseline, as the figure's `compare` says."""
@@ -51,6 +52,8 @@ def rows(results: Results) -> list[Row]:
             for fig in figures:
                 row = merged.setdefault(fig.key, _row(fig))
                 row.values[target] = fig.value
+                if fig.rounds:
+                    row.rounds[target] = list(fig.rounds)
     return sorted(merged.values(), key=lambda row: row.key.split(".")[0])  # stable: by scenario
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from benchmarks import profiling
 from benchmarks.processes import REPO, RedisServer, Target, app_server, redis_server
-from benchmarks.scenarios import SCENARIOS, Context, Figure
+from benchmarks.scenarios import SCENARIOS, Context, Figure, median_figures
 from benchmarks.sizes import Sizes
 
 Results = dict[int, dict[Target, list[Figure]]]
@@ -33,19 +33,28 @@ def run(
     with contextlib.ExitStack() as stack:
         redis = stack.enter_context(redis_server()) if "redis" in targets else None
         for number in numbers:
-            results[number] = {}
-            for target in targets:
-                figures = _run_one(number, target, sizes, redis, profile_dir)
-                results[number][target] = figures
+            rounds = SCENARIOS[number].rounds(sizes)
+            by_target: dict[Target, list[list[Figure]]] = {t: [] for t in targets}
+            for index in range(rounds):
+                for target in targets:
+                    label = f"{target}, round {index + 1}/{rounds}" if rounds > 1 else target
+                    figures = _run_one(number, target, sizes, redis, profile_dir, label)
+                    by_target[target].append(figures)
+            results[number] = {t: median_figures(by_target[t]) for t in targets}
         return results, machine(redis, load_before)
 
 
 def _run_one(
-    number: int, target: Target, sizes: Sizes, redis: RedisServer | None, profile_dir: Path | None
+    number: int,
+    target: Target,
+    sizes: Sizes,
+    redis: RedisServer | None,
+    profile_dir: Path | None,
+    label: str,
 ) -> list[Figure]:
     """One scenario on a fresh server (and an emptied Redis)."""
     scenario = SCENARIOS[number]
-    print(f"S{number} {scenario.title}: {target}", file=sys.stderr, flush=True)
+    print(f"S{number} {scenario.title}: {label}", file=sys.stderr, flush=True)
     if redis:
         redis.client.flushall()
     with contextlib.ExitStack() as stack:
@@ -53,7 +62,8 @@ def _run_one(
             app_server(target, scenario.env(sizes), redis.url if redis else "")
         )
         if profile_dir:
-            out = profile_dir / f"s{number}-{target}.txt"
+            name = label.replace(", round ", "-r").replace("/", "of")
+            out = profile_dir / f"s{number}-{name}.txt"
             stack.enter_context(profiling.recording(server.pid, out))
         ctx = Context(server, redis if target == "redis" else None, sizes)
         return asyncio.run(scenario.run(ctx))

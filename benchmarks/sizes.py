@@ -12,6 +12,7 @@ class Sizes:
     s2_streams: int = 200
     s2_tokens: int = 200
     s2_pace_ms: float = 20.0
+    s2_rounds: int = 5
     s3_subscribers: tuple[int, ...] = (1, 10, 100, 500)
     s3_events: int = 200
     s3_pace_ms: float = 20.0
@@ -29,6 +30,7 @@ SMOKE = Sizes(
     s1_repeats=1,
     s2_streams=10,
     s2_tokens=20,
+    s2_rounds=1,
     s3_subscribers=(1, 5),
     s3_events=20,
     s4_events=500,

@@ -35,6 +35,24 @@ class Figure:
     unit: str
     value: float | None
     compare: Compare = "ratio"
+    rounds: tuple[float | None, ...] = ()  # each round's value, when `value` is their median
+
+
+def median_figures(rounds: list[list[Figure]]) -> list[Figure]:
+    """One figure per key from several rounds of a scenario: the median, and every value."""
+    if len(rounds) == 1:
+        return rounds[0]
+    return [
+        Figure(
+            first.key,
+            first.label,
+            first.unit,
+            median_or_none([round_[index].value for round_ in rounds]),
+            first.compare,
+            tuple(round_[index].value for round_ in rounds),
+        )
+        for index, first in enumerate(rounds[0])
+    ]
 
 
 @dataclass(frozen=True)
