@@ -9,6 +9,7 @@ import pytest
 
 from fastapi_streamhub import StreamEvent
 from fastapi_streamhub.backends import Append, Backend, Control, EventBatch, Lease, Notification
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -303,3 +304,39 @@ async def test_claims_made_together_all_fail_when_redis_is_away() -> None:
     finally:
         await backend.aclose()
     assert len(failures) == 20
+
+
+async def test_scripts_are_loaded_at_open_so_a_first_burst_meets_no_noscript(
+    redis_url: str,
+) -> None:
+    from fastapi_streamhub.backends.redis import RedisBackend
+
+    backend = RedisBackend.from_url(redis_url)
+    async with backend._client as raw:
+        await raw.script_flush()
+    inbox = Inbox()
+    await backend.open(inbox.on_note, inbox.on_resync)
+    try:
+        async with backend._client as raw:
+            shas = [script.sha for script in backend._scripts.values()]
+            assert await raw.script_exists(*shas) == [True] * len(shas)
+    finally:
+        await backend.aclose()
+
+
+async def test_a_hub_starts_while_redis_is_away_and_works_once_it_is_back(
+    make_redis_server: Callable[..., RedisServer],
+) -> None:
+    from fastapi_streamhub import StreamHub
+
+    server = make_redis_server()
+    server.stop()
+    hub = StreamHub.from_url(server.url, socket_timeout_s=1)
+    async with hub:
+        server.restart()
+        producer, created = await hub.register("after-outage")
+        assert created
+        await producer.publish("x")
+        assert await producer.close() == "done"
+        (state,) = await hub.backend.states(["after-outage"])
+        assert state is not None and (state.status, state.last_seq) == ("done", 2)

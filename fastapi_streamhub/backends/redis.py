@@ -188,6 +188,22 @@ class RedisBackend:
         self._notify = on_notification
         self._listener = PubSubListener(self._client, self._on_message, on_resync)
         self._listener.start()
+        await self._load_scripts()
+
+    async def _load_scripts(self) -> None:
+        """Load every script up front, in one round trip.
+
+        Otherwise the first burst of starts meets `NOSCRIPT` on every call and sends
+        the whole burst twice. Redis being away is no reason not to start: a script
+        missing later (Redis restarted) is loaded on first use.
+        """
+        sources = [cast("str", script.script) for script in self._scripts.values()]
+        packed = b"".join(_command("SCRIPT", "LOAD", source) for source in sources)
+        try:
+            with _unavailable_as_error():
+                await self._pipeline(packed, len(self._scripts))
+        except BackendUnavailableError as exc:
+            logger.warning("could not load the scripts at startup (loaded on first use): %s", exc)
 
     async def aclose(self) -> None:
         if self._listener is not None:
