@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.types import Message, Send
 
 from ._config import HubConfig
 from ._errors import SubscriberLaggedError
@@ -50,8 +51,20 @@ def _ping() -> ServerSentEvent:
     return ServerSentEvent(comment="ping", sep="\n")
 
 
+class StreamResponse(EventSourceResponse):
+    """sse-starlette's response without a cancel scope around every send.
+
+    The hub sets no `send_timeout`, yet sse-starlette still enters a cancel scope
+    with no deadline for each send: about 3 µs, paid per token by every reader at an
+    LLM's pace (one send per token). A send stays cancellable without it.
+    """
+
+    async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        await send(message)
+
+
 def sse_response(subscription: Subscription, config: HubConfig) -> EventSourceResponse:
-    return EventSourceResponse(
+    return StreamResponse(
         _body(subscription, config.retry_ms),
         headers=SSE_HEADERS,
         ping=config.keepalive_s,
