@@ -207,7 +207,7 @@ class StreamHub:
         self._require_started()
         validate_key(key)
         existing = self._producers.get(key)
-        if existing is not None and not existing.finished:
+        if existing is not None and existing.stop_reason is None:
             return existing, False
         created, state = await self.backend.claim(
             key,

@@ -355,6 +355,25 @@ async def test_a_notification_repeated_by_a_retried_write_is_sent_once(hub: Stre
     await producer.close()
 
 
+async def test_a_start_right_after_the_end_is_a_new_generation(hub: StreamHub) -> None:
+    """Once `done` is stored the stream is over, even while its producer is still
+    winding up: a start then runs a new generation instead of replaying the old one."""
+    key = fresh_key()
+    producer, _ = await hub.register(key)
+    await producer.publish("old")
+    async with anyio.create_task_group() as group:
+        group.start_soon(producer.close)
+        while producer.stop_reason is None:
+            await anyio.lowlevel.checkpoint()
+        assert not producer.finished
+        again, created = await hub.register(key)
+    assert created and again.generation != producer.generation
+    assert producer.finished and hub.get(key) is again
+    await again.publish("new")
+    await again.close()
+    assert values(await collect(hub, key)) == ["new"]
+
+
 async def test_active_and_remove(hub: StreamHub) -> None:
     running, done = fresh_key(), fresh_key()
     await hub.register(running)
