@@ -195,7 +195,10 @@ class Producer:
             self._interrupt = scope.cancel
             if self._stop_reason is not None:
                 scope.cancel()
-            await run()
+            try:
+                await run()
+            finally:
+                self._interrupt = None
 
     def interrupt(self) -> None:
         """Stop the task feeding this producer (its generator's `finally` runs)."""
@@ -211,12 +214,15 @@ class Producer:
             self._stop("cancelled")
 
     def _stop(self, reason: StopReason) -> None:
+        """Stopped from outside (cancel, fencing, storage) the feeding task is interrupted;
+        after its own `close` or `fail` it has nothing left to do but wait, so it is not
+        (a cancellation costs a task repr and a raised exception per stream)."""
         if self._stop_reason is None:
             self._stop_reason = reason
         _wake(self._room)
         self._room = None
         self._writer.wake(self)
-        if self._interrupt is not None:
+        if self._interrupt is not None and not self._closing:
             self._interrupt()
 
     @property

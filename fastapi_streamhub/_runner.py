@@ -59,6 +59,7 @@ async def drive(producer: Producer, generator: AsyncGenerator[object, None]) -> 
         await producer.fail("The stream failed.", reason="failed")
         return
     finally:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT_S):
-            await generator.aclose()
+        if getattr(generator, "ag_frame", True) is not None:  # stopped early: run its `finally`
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT_S):
+                await generator.aclose()
     await producer.close()
