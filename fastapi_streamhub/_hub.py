@@ -240,13 +240,11 @@ class StreamHub:
         except BackendUnavailableError as exc:
             logger.warning("stream %r: no cancel signals until a write: %s", producer.key, exc)
 
-    def _forget(self, producer: Producer) -> None:
+    async def _forget(self, producer: Producer) -> None:
+        """Run by the producer's own wind-up, so its end costs no task of its own."""
         if self._producers.get(producer.key) is producer:
             del self._producers[producer.key]
-        if self._task_group is not None:
-            self._task_group.start_soon(
-                self._fanout.remove, producer.key, "control", producer.on_control
-            )
+        await self._fanout.remove(producer.key, "control", producer.on_control)
 
     def spawn(self, producer: Producer, run: Callable[[], Awaitable[None]]) -> None:
         """Run `run` as the producer's task: owned by the hub, interrupted by cancel or stale."""

@@ -62,7 +62,7 @@ class Producer:
         writer: Writer,
         fanout: Fanout,
         config: HubConfig,
-        on_finished: Callable[[Producer], None],
+        on_finished: Callable[[Producer], Awaitable[None]],
     ) -> None:
         self.key = key
         self.generation = generation
@@ -285,7 +285,7 @@ class Producer:
             self._finished.set()
             _wake(self._stored)
             self._stored = None
-            self._on_finished(self)
+            await self._on_finished(self)
 
     def lease_renewed(self, outcome: WriteOutcome) -> None:
         """A refused renewal stops the producer (fenced out, or ended elsewhere)."""

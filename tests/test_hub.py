@@ -210,9 +210,13 @@ async def _claim_elsewhere(hub: StreamHub, key: str) -> tuple[Producer, bool]:
         writer=hub._require_writer(),
         fanout=hub._fanout,
         config=hub.config,
-        on_finished=lambda p: None,
+        on_finished=_nothing_to_forget,
     )
     return producer, created
+
+
+async def _nothing_to_forget(producer: Producer) -> None:
+    pass
 
 
 @pytest.mark.parametrize(
