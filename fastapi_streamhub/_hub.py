@@ -229,7 +229,9 @@ class StreamHub:
         )
         self._producers[key] = producer
         self._fanout.open_local(key, producer.generation)
-        self._require_started().start_soon(self._watch_control, producer)
+        self._require_started().start_soon(
+            self._watch_control, producer, name=f"streamhub control {key!r}"
+        )
         return producer, True
 
     async def _watch_control(self, producer: Producer) -> None:
@@ -248,7 +250,9 @@ class StreamHub:
 
     def spawn(self, producer: Producer, run: Callable[[], Awaitable[None]]) -> None:
         """Run `run` as the producer's task: owned by the hub, interrupted by cancel or stale."""
-        self._require_started().start_soon(producer.run_task, run)
+        self._require_started().start_soon(
+            producer.run_task, run, name=f"streamhub producer {producer.key!r}"
+        )
 
     def get(self, key: str) -> Producer | None:
         """The producer of `key` running in this process, if any."""
