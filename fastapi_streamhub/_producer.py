@@ -242,9 +242,8 @@ class Producer:
         if self._metadata_dirty:
             metadata = metadata_json(self._metadata)
             self._metadata_dirty = False
-        if self._room is not None:
-            self._room.set()
-            self._room = None
+        _wake(self._room)
+        self._room = None
         return Append(self.key, self.generation, batch, metadata)
 
     def written(self, write: Append, outcome: WriteOutcome) -> None:

@@ -61,6 +61,14 @@ def _outcome(key: str, reply: Any) -> WriteOutcome:
     return cast("WriteOutcome", reply)
 
 
+def _outcomes(keys: list[str], reply: Any) -> list[WriteOutcome]:
+    """The outcome per key of a script call that took many: the call's own reply
+    holds one per key, or is the error that refused them all."""
+    if isinstance(reply, Exception):
+        return [_outcome(key, reply) for key in keys]
+    return [_outcome(key, outcome) for key, outcome in zip(keys, reply, strict=True)]
+
+
 def _command(*parts: str, length: int | None = None) -> bytes:
     """A command in RESP; `length` counts parts still to be appended by the caller."""
     head = b"*%d\r\n" % (length if length is not None else len(parts))
@@ -132,12 +140,15 @@ class _Gathering:
             self.sent.set()
 
     def reply(self, index: int) -> Any:
-        """The call's reply (an exception if Redis refused it); raises if the round failed."""
+        """The call's reply; raises if Redis refused it or the round failed."""
         if isinstance(self._error, BackendUnavailableError):
             raise BackendUnavailableError(str(self._error)) from self._error
         if self._error is not None:
             raise RuntimeError("the round trip of this call failed") from self._error
-        return self._replies[index]
+        reply = self._replies[index]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
 
 class RedisBackend:
@@ -274,10 +285,7 @@ class RedisBackend:
         else:
             index = batch.add(command)
             await batch.sent.wait()
-        reply = batch.reply(index)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
+        return batch.reply(index)
 
     async def append_many(
         self, writes: Sequence[Append], *, retention_ms: int
@@ -298,9 +306,7 @@ class RedisBackend:
             "EVALSHA", self._scripts["append"].sha, str(3 * len(writes)), length=4 + 6 * len(writes)
         )
         (reply,) = await self._round("append", head + b"".join(keys) + b"".join(args), 1)
-        if isinstance(reply, Exception):
-            return [_outcome(write.key, reply) for write in writes]
-        return [_outcome(write.key, outcome) for write, outcome in zip(writes, reply, strict=True)]
+        return _outcomes([write.key for write in writes], reply)
 
     async def refresh_many(
         self, leases: Sequence[Lease], *, lease_ms: int, retention_ms: int
@@ -316,9 +322,7 @@ class RedisBackend:
         args = [str(lease_ms), str(retention_ms), *(lease.generation for lease in leases)]
         command = _command("EVALSHA", self._scripts["refresh"].sha, str(len(keys)), *keys, *args)
         (reply,) = await self._round("refresh", command, 1)
-        if isinstance(reply, Exception):
-            return [_outcome(lease.key, reply) for lease in leases]
-        return [_outcome(lease.key, outcome) for lease, outcome in zip(leases, reply, strict=True)]
+        return _outcomes([lease.key for lease in leases], reply)
 
     async def _round(self, script: str, packed: bytes, count: int) -> list[Any]:
         """Run pre-packed calls of `script`, loading it first if Redis lost it (a restart)."""
