@@ -11,9 +11,26 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+
+HEALTH_CHECK_S = 30
+"""A connection idle this long is pinged before use, so one that died meanwhile (a
+failover, a `CLIENT KILL`) is replaced before a command is lost on it."""
+
+
+def library_retry() -> Retry:
+    """redis-py's own retry: one quick reconnection after a lost connection.
+
+    Its default (ten attempts, each up to the socket timeout) could hold one call for
+    nearly a minute against a frozen server; the hub retries above it, within
+    `write_deadline_s`, and must keep control of the time.
+    """
+    return Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), 1, (RedisConnectionError,))
 
 
 def client_from_url(
@@ -24,9 +41,11 @@ def client_from_url(
         "decode_responses": True,
         "socket_timeout": socket_timeout_s,
         "socket_connect_timeout": socket_timeout_s,
+        "retry": library_retry(),
+        "health_check_interval": HEALTH_CHECK_S,
     }
     if urlsplit(url).scheme in SENTINEL_SCHEMES:
-        return _sentinel_client(url, options)
+        return _sentinel_client(url, {**options, "max_connections": max_connections})
     pool = BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=socket_timeout_s, **options
     )
@@ -47,7 +66,8 @@ def _sentinel_client(url: str, options: dict[str, Any]) -> tuple[Redis, list[Red
         options = {**options, "password": unquote(parts.password)}
     if parts.scheme.startswith("rediss"):
         options = {**options, "ssl": True}
-    timeouts = {k: v for k, v in options.items() if k.startswith("socket_")}
+    timeouts: dict[str, Any] = {k: v for k, v in options.items() if k.startswith("socket_")}
+    timeouts["retry"] = library_retry()
     sentinel = Sentinel(hosts, sentinel_kwargs=timeouts, db=db, **options)  # type: ignore[no-untyped-call]
     master: Redis = sentinel.master_for(service, redis_class=Redis)
     return master, list(sentinel.sentinels)
