@@ -43,6 +43,8 @@ from tests.support._cluster_nodes import (
 from tests.support._process import ServerStartError, wait_until
 from tests.support.cluster_slots import SlotMigration
 
+_MAX_CANDIDATES = 100_000
+
 __all__ = ["ClusterNotReady", "LocalCluster", "NodeInfo", "SlotMigration", "streamhub_slot"]
 
 
@@ -204,21 +206,22 @@ class LocalCluster:
         """
         primaries = self.primaries
         found: dict[str, list[str]] = {p.node_id: [] for p in primaries}
-        n = 0
-        while any(len(keys) < per_primary for keys in found.values()):
-            key, n = f"{prefix}{n}", n + 1
-            owner = next(p for p in primaries if p.owns(slot_of(key)))
+        for n in range(_MAX_CANDIDATES):
+            if all(len(keys) == per_primary for keys in found.values()):
+                return found
+            owner = next(p for p in primaries if p.owns(slot_of(f"{prefix}{n}")))
             if len(found[owner.node_id]) < per_primary:
-                found[owner.node_id].append(key)
-        return found
+                found[owner.node_id].append(f"{prefix}{n}")
+        raise ValueError(f"{_MAX_CANDIDATES} keys did not reach every primary: {found}")
 
     # -- health -----------------------------------------------------------------------
 
     def problem(self) -> str | None:
         """Why the cluster is not whole right now, or None: every running node says
         `cluster_state:ok`, all agree on one slot map covering every slot, each owner
-        is running, every running replica's link to its primary is up, and every node
-        lists every live replica in `CLUSTER SLOTS` (what clients learn the topology from)."""
+        is running, every other node is a replica whose link to its primary is up, and
+        every node lists every live replica in `CLUSTER SLOTS` (what clients learn the
+        topology from)."""
         maps = {}
         for server in (s for s in self.servers if s.running):
             try:
@@ -332,6 +335,9 @@ def _node_problem(port: int, view: list[NodeInfo]) -> str | None:
     replication = info_fields(port, "replication")
     if replication.get("role") == "slave" and replication.get("master_link_status") != "up":
         return f"replica {port} has no link to its primary"
+    idle = [n.port for n in view if n.role == "primary" and not n.slot_ranges]
+    if idle:
+        return f"node {port} sees primaries without slots (not replicas yet): {idle}"
     live = {n.port for n in view if n.role == "replica" and n.server.running}
     listed = {int(r[1]) for entry in call(port, "CLUSTER", "SLOTS") for r in entry[3:]}
     return None if listed == live else f"node {port} lists replicas {listed}, not {live}"
