@@ -165,3 +165,31 @@ def info_fields(port: int, section: str) -> dict[str, str]:
     return dict(
         line.split(":", 1) for line in str(raw).splitlines() if ":" in line and line[0] != "#"
     )
+
+
+def node_problem(port: int, view: list[NodeInfo]) -> str | None:
+    """What keeps one node from being whole: its replica link, an empty primary, or
+    a replica missing from its `CLUSTER SLOTS`; None if nothing."""
+    replication = info_fields(port, "replication")
+    if replication.get("role") == "slave" and replication.get("master_link_status") != "up":
+        return f"replica {port} has no link to its primary"
+    idle = [n.port for n in view if n.role == "primary" and not n.slot_ranges]
+    if idle:
+        return f"node {port} sees primaries without slots (not replicas yet): {idle}"
+    live = {n.port for n in view if n.role == "replica" and n.server.running}
+    listed = {int(r[1]) for entry in call(port, "CLUSTER", "SLOTS") for r in entry[3:]}
+    return None if listed == live else f"node {port} lists replicas {listed}, not {live}"
+
+
+def map_problem(maps: dict[int, tuple[tuple[int, int, str], ...]], live: set[str]) -> str | None:
+    """What is wrong with the nodes' slot maps (by port): disagreement, a hole, or an
+    owner not in `live`; None if nothing."""
+    if len(set(maps.values())) > 1:
+        return "nodes disagree on the slot map"
+    if not maps:
+        return "no node is running"
+    ranges = next(iter(maps.values()))
+    if not covers_every_slot(ranges):
+        return "some slots have no owner"
+    dead = {owner for _, _, owner in ranges} - live
+    return f"slots owned by nodes that are down: {dead}" if dead else None

@@ -35,8 +35,9 @@ from tests.support._cluster_nodes import (
     ClusterNodeServer,
     NodeInfo,
     call,
-    covers_every_slot,
     info_fields,
+    map_problem,
+    node_problem,
     parse_cluster_nodes,
     slot_map,
 )
@@ -229,12 +230,12 @@ class LocalCluster:
                     return f"node {server.port} is not ok"
                 view = [n for n in self._view(server.port) if not n.failing]
                 maps[server.port] = slot_map(view)
-                problem = _node_problem(server.port, view)
+                problem = node_problem(server.port, view)
             except redis.RedisError as error:
                 return f"node {server.port}: {error!r}"
             if problem:
                 return problem
-        return _map_problem(maps, self._running_ids())
+        return map_problem(maps, self._running_ids())
 
     def wait_healthy(self, *, timeout_s: float | None = None) -> None:
         """Poll until `problem()` is None; raise `ClusterNotReady` after the bound."""
@@ -329,27 +330,3 @@ class LocalCluster:
 
     def _running_nodes(self) -> list[tuple[str, int]]:
         return [(HOST, s.port) for s in self.servers if s.running]
-
-
-def _node_problem(port: int, view: list[NodeInfo]) -> str | None:
-    replication = info_fields(port, "replication")
-    if replication.get("role") == "slave" and replication.get("master_link_status") != "up":
-        return f"replica {port} has no link to its primary"
-    idle = [n.port for n in view if n.role == "primary" and not n.slot_ranges]
-    if idle:
-        return f"node {port} sees primaries without slots (not replicas yet): {idle}"
-    live = {n.port for n in view if n.role == "replica" and n.server.running}
-    listed = {int(r[1]) for entry in call(port, "CLUSTER", "SLOTS") for r in entry[3:]}
-    return None if listed == live else f"node {port} lists replicas {listed}, not {live}"
-
-
-def _map_problem(maps: dict[int, tuple[tuple[int, int, str], ...]], live: set[str]) -> str | None:
-    if len(set(maps.values())) > 1:
-        return "nodes disagree on the slot map"
-    if not maps:
-        return "no node is running"
-    ranges = next(iter(maps.values()))
-    if not covers_every_slot(ranges):
-        return "some slots have no owner"
-    dead = {owner for _, _, owner in ranges} - live
-    return f"slots owned by nodes that are down: {dead}" if dead else None
