@@ -8,6 +8,8 @@ the model was abandoned (closed by the client) rather than left running.
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -349,3 +351,15 @@ async def test_the_cancel_route_of_the_documented_app_closes_the_request_to_the_
     await eventually(abandoned)
     assert events[-1].event == "cancelled"
     assert [e.value for e in events[:-1]] == [f"w{i} " for i in range(len(events) - 1)]
+
+
+def test_the_extras_are_imported_only_when_used() -> None:
+    """The core never imports `openai` or httpx-sse; the adapters import `openai` lazily."""
+    code = (
+        "import sys, fastapi_streamhub, fastapi_streamhub.openai; "
+        "print(sorted(m for m in ('openai', 'httpx_sse') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
