@@ -436,6 +436,12 @@ async def test_a_gap_resumes_from_the_last_event_before_it(scripted: UvicornServ
     assert (cursors, reconnects) == ([None, f"{SCRIPTED}:1"], 1)
 
 
+async def test_a_lagged_reader_ended_by_the_server_resumes(scripted: UvicornServer) -> None:
+    events, cursors, reconnects = await script_run(scripted, "lagged")
+    assert [e.value for e in events] == ["a", "b", "c", {}]
+    assert (cursors, reconnects) == ([None, f"{SCRIPTED}:2"], 1)
+
+
 async def test_503_is_retried(scripted: UvicornServer) -> None:
     events, cursors, reconnects = await script_run(scripted, "busy")
     assert [e.value for e in events] == ["a", {}]

@@ -38,9 +38,13 @@ _CLOSE_TIMEOUT_S = 5.0
 class UpstreamStream(Protocol[T_co]):
     """An `openai.AsyncStream` or anything like it: async iteration and `close()`."""
 
-    def __aiter__(self) -> AsyncIterator[T_co]: ...
+    def __aiter__(self) -> AsyncIterator[T_co]:
+        """The chunks or events, as the model streams them."""
+        ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Close the HTTP response, so the model's server sees the client go."""
+        ...
 
 
 @dataclass

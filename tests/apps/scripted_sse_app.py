@@ -17,6 +17,7 @@ from starlette.responses import Response
 G = "Gscripted"
 RETRY = "retry: 10\n\n"
 PING = ": ping\n\n"
+LAGGED = ": lagged: the client read too slowly; resume from the last event id\n\n"
 
 
 def event(seq: int, data: object, name: str | None = None) -> str:
@@ -42,6 +43,11 @@ SCRIPTS: dict[str, list[Response]] = {
     "gap": [
         stream(event(1, "a"), event(3, "c")),
         stream(event(2, "b"), event(3, "c"), event(4, {}, "done")),
+    ],
+    # The hub's end for a reader that fell behind: a comment, and no terminal event.
+    "lagged": [
+        stream(event(1, "a"), event(2, "b"), LAGGED),
+        stream(event(3, "c"), event(4, {}, "done")),
     ],
     # Busy, then fine: a 503 with Retry-After is retried.
     "busy": [
