@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,9 +51,7 @@ def mask_password(url: str) -> str:
     """`url` with the password replaced by `****`, in the user info and in a `password=`
     query parameter (redis-py reads it there in `unix://` URLs)."""
     parts = urlsplit(url)
-    netloc = parts.netloc
     if parts.password is not None:
-        userinfo, _, hosts = netloc.rpartition("@")
-        netloc = f"{userinfo.partition(':')[0]}:****@{hosts}"
-    query = re.sub(r"(^|&)(password=)[^&]*", r"\1\2****", parts.query)
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        url = url.replace(parts.netloc, f"{userinfo.partition(':')[0]}:****@{hosts}", 1)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1****", url)

@@ -1,0 +1,300 @@
+"""The shell commands of README.md and docs/quickstart.md work when pasted, in order, into a
+fresh copy of the repository; the commands run are read from the pages themselves.
+
+Every ```sh block on those pages is named by `<!-- shell: name -->` on the line before it,
+and `BLOCKS` below lists each page's names: a block without a name, or with one the test
+does not know, fails `test_every_shell_block_is_named`, so the pages and this test cannot
+drift apart. `NOT_RUN` says why the few blocks not run here are not.
+
+How a scenario runs, as a new user would in two terminals:
+
+- The copy is what git tracks or would track in this checkout (`git ls-files --cached
+  --others --exclude-standard`) in a temporary directory: no `.venv`, no caches, nothing
+  ignored, uncommitted edits included.
+- `make` there uses this interpreter's virtualenv (`VENV=<it>`, which the Makefile uses as
+  it is) instead of installing a new one from the network. docs/quickstart.md's install
+  block is replaced the same way: that virtualenv's `bin/` first on `PATH`, the copy on
+  `PYTHONPATH` (what `pip install .` would have put there).
+- The ports the pages use (the Makefile's `QUICKSTART_PORT` and `DEMO_PORTS`) are swapped
+  for free ones, in the commands and in make's variables, since a developer's
+  `make run` or demo may hold them.
+- A server block runs in the background in a session of its own until its ports answer
+  HTTP; a client block then runs to its end and its output is checked; at the end the
+  server gets SIGINT in its process group, as Ctrl-C in its terminal would send, and every
+  process it started must be gone, and no file (such as a `dump.rdb`) left in the copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from example_app.llm import simulated_answer
+from tests.support._process import ManagedProcess, free_port, wait_until
+from tests.support.markdown import code_blocks
+from tests.support.sse import SSE, SSEParser
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCKS = {
+    "README.md": ["quickstart-server", "quickstart-client", "try-it", "demo-server", "demo-client"],
+    "docs/quickstart.md": ["install", "serve", "start", "resume"],
+}
+NOT_RUN = {
+    ("README.md", "try-it"): "`make test` is this suite; `make run` is the app `make demo` runs",
+    ("docs/quickstart.md", "install"): "installs from PyPI; this virtualenv stands in for it",
+}
+SHELL_LANGS = ("sh", "bash", "shell", "console")
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+CLIENT_TIMEOUT_S = 30.0
+
+
+def shell_blocks(page: str) -> dict[str, str]:
+    """The named shell blocks of `page`, by name."""
+    blocks = code_blocks(ROOT / page, root=ROOT)
+    return {b.note.text: b.text for b in blocks if b.lang in SHELL_LANGS and b.note}
+
+
+def make_defaults() -> dict[str, list[int]]:
+    """The ports the Makefile uses by default, by variable."""
+    text = (ROOT / "Makefile").read_text("utf-8")
+    found = re.findall(r"^(QUICKSTART_PORT|DEMO_PORTS) \?= ([\d ]+)$", text, re.MULTILINE)
+    return {name: [int(port) for port in ports.split()] for name, ports in found}
+
+
+def test_every_shell_block_is_named() -> None:
+    for page, names in BLOCKS.items():
+        blocks = code_blocks(ROOT / page, root=ROOT)
+        shell = [b for b in blocks if b.lang in SHELL_LANGS]
+        found = [b.note.text if b.note and b.note.kind == "shell" else b.where for b in shell]
+        assert found == names, f"{page}: name each shell block <!-- shell: name --> in BLOCKS"
+    assert all(name in BLOCKS[page] for page, name in NOT_RUN)
+    assert make_defaults().keys() == {"QUICKSTART_PORT", "DEMO_PORTS"}
+
+
+class Copy:
+    """A fresh copy of the repository, with the environment and ports to run it in."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.ports: dict[int, int] = {}
+        venv = Path(sys.prefix)
+        if not (venv / "bin" / "python").exists():
+            pytest.fail(f"run the tests in a virtualenv: make reuses it ({venv})")
+        self.env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("STREAMHUB_", "MAKE", "MFLAGS", "PYTHON", "VIRTUAL_ENV"))
+        }
+        self.env["VENV"] = str(venv)
+        self.venv = venv
+        self.files = self.listing()
+
+    def listing(self) -> set[str]:
+        """Every file in the copy, but Python's byte-code caches."""
+        paths = self.root.rglob("*")
+        return {p.relative_to(self.root).as_posix() for p in paths if "__pycache__" not in p.parts}
+
+    def use_ports(self, variable: str) -> list[int]:
+        """Free ports in place of the Makefile's defaults for `variable`."""
+        defaults = make_defaults()[variable]
+        ports = [free_port() for _ in defaults]
+        self.ports |= dict(zip(defaults, ports, strict=True))
+        self.env[variable] = " ".join(map(str, ports))
+        return ports
+
+    def activate(self) -> None:
+        """What `. .venv/bin/activate` after `pip install .` amounts to, for the copy."""
+        self.env["PATH"] = f"{self.venv / 'bin'}{os.pathsep}{self.env['PATH']}"
+        self.env["VIRTUAL_ENV"] = str(self.venv)
+        self.env["PYTHONPATH"] = str(self.root)
+
+    def script(self, text: str) -> str:
+        """`text` with the default ports replaced; each must occur in it, if any does."""
+        for default, port in self.ports.items():
+            text = re.sub(rf"\b{default}\b", str(port), text)
+        return text
+
+    def run(self, text: str) -> str:
+        """Run a client block to its end; its stdout."""
+        done = subprocess.run(
+            ["bash", "-c", self.script(text)],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=CLIENT_TIMEOUT_S,
+            check=False,
+        )
+        assert done.returncode == 0, f"{text}\nexit {done.returncode}\n{done.stderr}"
+        return done.stdout
+
+
+@pytest.fixture
+def copy(tmp_path: Path) -> Copy:
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    )
+    root = tmp_path / "repo"
+    for name in listed.stdout.decode().split("\0"):
+        source = ROOT / name
+        if name and source.is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+    return Copy(root)
+
+
+class Server:
+    """A server block running in the background, in a session (process group) of its own."""
+
+    def __init__(self, copy: Copy, text: str, log: Path) -> None:
+        self.copy = copy
+        self.process = ManagedProcess("shell", log)
+        self.process.spawn(["bash", "-c", copy.script(text)], env=copy.env, cwd=copy.root)
+        self.children: list[psutil.Process] = []
+
+    def wait_ready(self, ports: list[int]) -> None:
+        """Until each port answers HTTP; then note every process the block started."""
+        self.process.wait_ready(lambda: all(map(_answers, ports)), timeout_s=START_TIMEOUT_S)
+        self.children = psutil.Process(self.process.pid).children(recursive=True)
+
+    def interrupt(self) -> str:
+        """Ctrl-C: SIGINT to the process group; everything must stop. Returns the output."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        stopped = wait_until(lambda: not self.process.running, timeout_s=STOP_TIMEOUT_S)
+        assert stopped, f"still running after Ctrl-C:\n{self.process.logs_tail()}"
+        _, alive = psutil.wait_procs(self.children, timeout=STOP_TIMEOUT_S)
+        assert not alive, f"left running after Ctrl-C: {alive}"
+        return self.process.logs()
+
+    def kill(self) -> None:
+        """SIGKILL to whatever is left (after a failure)."""
+        with contextlib.suppress(psutil.NoSuchProcess):
+            self.children += psutil.Process(self.process.pid).children(recursive=True)
+        for process in self.children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        self.process.kill()
+
+
+def _answers(port: int) -> bool:
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1.0, trust_env=False)
+    except httpx.TransportError:
+        return False
+    return True
+
+
+@pytest.fixture
+def serve(copy: Copy, tmp_path: Path) -> Iterator[Callable[[str, list[int]], Server]]:
+    """`serve(text, ports)`: a started `Server`; killed at the end if still running."""
+    started: list[Server] = []
+
+    def start(text: str, ports: list[int]) -> Server:
+        server = Server(copy, text, tmp_path / f"server-{len(started)}.log")
+        started.append(server)
+        server.wait_ready(ports)
+        return server
+
+    yield start
+    for server in started:
+        if server.process.running:
+            print(server.process.logs_tail())
+        server.kill()
+
+
+def _get(url: str) -> Any:
+    return httpx.get(url, timeout=10.0, trust_env=False).raise_for_status().json()
+
+
+def events(output: str) -> list[SSE]:
+    """The events in the output of one or more `curl -N` calls."""
+    parser = SSEParser()
+    return [*parser.feed(output), *parser.close()]
+
+
+def ids_and_data(got: list[SSE]) -> list[tuple[str, str, str]]:
+    """Each event as (id with the generation replaced by `G`, event, data)."""
+    generation = got[0].id.partition(":")[0]
+    return [(e.id.replace(generation, "G"), e.event, e.data) for e in got]
+
+
+QUICKSTART_ANSWER = [
+    ("G:1", "message", '"Hello "'),
+    ("G:2", "message", '"resumable "'),
+    ("G:3", "message", '"world "'),
+    ("G:4", "done", "{}"),
+]
+
+
+def test_readme_quickstart(copy: Copy, serve: Callable[[str, list[int]], Server]) -> None:
+    blocks = shell_blocks("README.md")
+    (port,) = copy.use_ports("QUICKSTART_PORT")
+    assert f"localhost:{make_defaults()['QUICKSTART_PORT'][0]}" in blocks["quickstart-client"]
+    server = serve(blocks["quickstart-server"], [port])
+
+    output = copy.run(blocks["quickstart-client"])
+
+    assert ids_and_data(events(output)) == QUICKSTART_ANSWER + QUICKSTART_ANSWER[2:]
+    server.interrupt()
+    assert copy.listing() == copy.files
+
+
+def test_docs_quickstart(copy: Copy, serve: Callable[[str, list[int]], Server]) -> None:
+    blocks = shell_blocks("docs/quickstart.md")
+    (port,) = copy.use_ports("QUICKSTART_PORT")
+    copy.activate()
+    server = serve(blocks["serve"], [port])
+
+    started = events(copy.run(blocks["start"]))
+    resumed = events(copy.run(blocks["resume"]))
+
+    assert ids_and_data(started + resumed) == QUICKSTART_ANSWER + QUICKSTART_ANSWER[2:]
+    server.interrupt()
+    assert copy.listing() == copy.files
+
+
+def test_readme_two_instance_demo(copy: Copy, serve: Callable[[str, list[int]], Server]) -> None:
+    blocks = shell_blocks("README.md")
+    a, b = copy.use_ports("DEMO_PORTS")
+    server = serve(blocks["demo-server"], [a, b])
+    names = [" ".join(p.cmdline()) for p in server.children]
+    assert sum("redis-server" in name for name in names) == 1, names
+    assert sum("-m example_app" in name for name in names) == 2, names
+
+    got = events(copy.run(blocks["demo-client"]))
+
+    starts = [i for i, e in enumerate(got) if e.id.endswith(":1")]
+    assert len(starts) == 2, f"not one answer per curl: {[(e.id, e.event) for e in got]}"
+    left, read = got[: starts[1]], got[starts[1] :]
+    assert read[: len(left)] == left, "the second instance replays what the first sent"
+    assert [e.id.partition(":")[2] for e in read] == [str(n) for n in range(1, len(read) + 1)]
+    assert {e.id.partition(":")[0] for e in read} == {read[0].id.partition(":")[0]}
+    prompt = read[0].json()["text"]
+    assert read[0].event == "prompt"
+    assert "".join(e.json() for e in read[1:-1]) == "".join(simulated_answer(prompt))
+    assert read[-1].event == "done"
+    assert 1 < len(left) < len(read) - 1, "the first curl left before the end"
+    tokens = [_get(f"http://127.0.0.1:{port}/debug/tokens") for port in (a, b)]
+    assert [t["generated"] for t in tokens] == [len(read) - 2, 0], "generated on A only"
+
+    logs = server.interrupt()
+    (redis_url,) = re.findall(r"^demo: Redis on (redis://127\.0\.0\.1:\d+/0) ", logs, re.M)
+    for name, port in (("A", a), ("B", b)):
+        assert f"{name} {port} | INFO:     Streams are kept in Redis at {redis_url}\n" in logs
+    assert copy.listing() == copy.files, "the demo left files in the working tree"
