@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__.split("\n")[0])
     parser.add_argument("ports", nargs="*", type=int, default=[8001, 8002])
     ports: list[int] = parser.parse_args(argv).ports
+    # Ctrl-C stops the demo even when it was started with SIGINT ignored, as a background
+    # job of a shell without job control is.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         with ExitStack() as stack:

@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -122,14 +123,14 @@ class Copy:
         self.env["PYTHONPATH"] = str(self.root)
 
     def script(self, text: str) -> str:
-        """`text` with the default ports replaced; each must occur in it, if any does."""
+        """`text` with the Makefile's default ports replaced by this copy's."""
         for default, port in self.ports.items():
             text = re.sub(rf"\b{default}\b", str(port), text)
         return text
 
-    def run(self, text: str) -> str:
-        """Run a client block to its end; its stdout."""
-        done = subprocess.run(
+    def shell(self, text: str) -> subprocess.CompletedProcess[str]:
+        """Run a block to its end, with its output captured."""
+        return subprocess.run(
             ["bash", "-c", self.script(text)],
             cwd=self.root,
             env=self.env,
@@ -138,6 +139,10 @@ class Copy:
             timeout=CLIENT_TIMEOUT_S,
             check=False,
         )
+
+    def run(self, text: str) -> str:
+        """Run a client block to its end; its stdout, once it has succeeded."""
+        done = self.shell(text)
         assert done.returncode == 0, f"{text}\nexit {done.returncode}\n{done.stderr}"
         return done.stdout
 
@@ -178,10 +183,14 @@ class Server:
     def interrupt(self) -> str:
         """Ctrl-C: SIGINT to the process group; everything must stop. Returns the output."""
         os.killpg(self.process.pid, signal.SIGINT)
+        return self.wait_stopped()
+
+    def wait_stopped(self) -> str:
+        """Until the block and every process it started have ended; the block's output."""
         stopped = wait_until(lambda: not self.process.running, timeout_s=STOP_TIMEOUT_S)
-        assert stopped, f"still running after Ctrl-C:\n{self.process.logs_tail()}"
+        assert stopped, f"still running:\n{self.process.logs_tail()}"
         _, alive = psutil.wait_procs(self.children, timeout=STOP_TIMEOUT_S)
-        assert not alive, f"left running after Ctrl-C: {alive}"
+        assert not alive, f"left running: {alive}"
         return self.process.logs()
 
     def kill(self) -> None:
@@ -265,6 +274,8 @@ def test_docs_quickstart(copy: Copy, serve: Callable[[str, list[int]], Server]) 
     blocks = shell_blocks("docs/quickstart.md")
     (port,) = copy.use_ports("QUICKSTART_PORT")
     copy.activate()
+    for name in ("serve", "start", "resume"):
+        assert str(make_defaults()["QUICKSTART_PORT"][0]) in blocks[name], name
     server = serve(blocks["serve"], [port])
 
     started = events(copy.run(blocks["start"]))
@@ -278,6 +289,8 @@ def test_docs_quickstart(copy: Copy, serve: Callable[[str, list[int]], Server]) 
 def test_readme_two_instance_demo(copy: Copy, serve: Callable[[str, list[int]], Server]) -> None:
     blocks = shell_blocks("README.md")
     a, b = copy.use_ports("DEMO_PORTS")
+    for default in make_defaults()["DEMO_PORTS"]:
+        assert f"localhost:{default}/" in blocks["demo-client"]
     server = serve(blocks["demo-server"], [a, b])
     names = [" ".join(p.cmdline()) for p in server.children]
     assert sum("redis-server" in name for name in names) == 1, names
@@ -300,7 +313,40 @@ def test_readme_two_instance_demo(copy: Copy, serve: Callable[[str, list[int]], 
     assert [t["generated"] for t in tokens] == [len(read) - 2, 0], "generated on A only"
 
     logs = server.interrupt()
-    (redis_url,) = re.findall(r"^demo: Redis on (redis://127\.0\.0\.1:\d+/0) ", logs, re.M)
+    redis_url, redis_dir = _demo_redis(logs)
     for name, port in (("A", a), ("B", b)):
         assert f"{name} {port} | INFO:     Streams are kept in Redis at {redis_url}\n" in logs
     assert copy.listing() == copy.files, "the demo left files in the working tree"
+    assert not redis_dir.exists()
+
+
+def _demo_redis(logs: str) -> tuple[str, Path]:
+    """The demo Redis's URL and directory, from the line the demo prints."""
+    pattern = r"^demo: Redis on (redis://127\.0\.0\.1:\d+/0) \(no persistence; its files in (.+)\)$"
+    ((url, directory),) = re.findall(pattern, logs, re.MULTILINE)
+    return url, Path(directory)
+
+
+def test_demo_stops_everything_when_one_process_dies(
+    copy: Copy, serve: Callable[[str, list[int]], Server]
+) -> None:
+    a, b = copy.use_ports("DEMO_PORTS")
+    server = serve(shell_blocks("README.md")["demo-server"], [a, b])
+    (instance_b,) = [p for p in server.children if p.environ().get("PORT") == str(b)]
+
+    instance_b.kill()
+
+    logs = server.wait_stopped()
+    assert "demo: a process exited; stopping the others\n" in logs
+    assert not _demo_redis(logs)[1].exists()
+
+
+def test_demo_refuses_a_taken_port(copy: Copy) -> None:
+    a, _ = copy.use_ports("DEMO_PORTS")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", a))
+        taken.listen()
+        done = copy.shell(shell_blocks("README.md")["demo-server"])
+    assert done.returncode != 0
+    assert f"make demo: port {a} is taken; choose two free ports" in done.stderr
+    assert "demo: Redis on" not in done.stdout
