@@ -6,45 +6,34 @@ and `BLOCKS` below lists each page's names: a block without a name, or with one 
 does not know, fails `test_every_shell_block_is_named`, so the pages and this test cannot
 drift apart. `NOT_RUN` says why the few blocks not run here are not.
 
-How a scenario runs, as a new user would in two terminals:
+Each scenario runs as a new user would, in two terminals, in a fresh copy of the repository
+(`tests/support/repo_copy.py`: what git tracks, `make` on this interpreter's virtualenv):
 
-- The copy is what git tracks or would track in this checkout (`git ls-files --cached
-  --others --exclude-standard`) in a temporary directory: no `.venv`, no caches, nothing
-  ignored, uncommitted edits included.
-- `make` there uses this interpreter's virtualenv (`VENV=<it>`, which the Makefile uses as
-  it is) instead of installing a new one from the network. docs/quickstart.md's install
-  block is replaced the same way: that virtualenv's `bin/` first on `PATH`, the copy on
-  `PYTHONPATH` (what `pip install .` would have put there).
-- The ports the pages use (the Makefile's `QUICKSTART_PORT` and `DEMO_PORTS`) are swapped
-  for free ones, in the commands and in make's variables, since a developer's
-  `make run` or demo may hold them.
-- A server block runs in the background in a session of its own until its ports answer
-  HTTP; a client block then runs to its end and its output is checked; at the end the
-  server gets SIGINT in its process group, as Ctrl-C in its terminal would send, and every
-  process it started must be gone, and no file (such as a `dump.rdb`) left in the copy.
+- the ports the pages use (the Makefile's `QUICKSTART_PORT` and `DEMO_PORTS`) are swapped
+  for free ones, in the commands and in make's variables, since a developer's `make run`
+  or demo may hold them;
+- docs/quickstart.md's install block is replaced by this virtualenv's `bin/` first on
+  `PATH` and the copy on `PYTHONPATH` (what `pip install .` would have put there);
+- a server block runs in the background until its ports answer HTTP, a client block then
+  runs to its end and its output is checked, and at the end the server gets Ctrl-C
+  (SIGINT to its process group): every process it started must be gone, and no file (such
+  as a `dump.rdb`) left behind in the copy.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import shutil
-import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
 from example_app.llm import simulated_answer
-from tests.support._process import ManagedProcess, free_port, wait_until
 from tests.support.markdown import code_blocks
+from tests.support.repo_copy import Copy, Server, fresh_copy, make_defaults
 from tests.support.sse import SSE, SSEParser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,22 +46,12 @@ NOT_RUN = {
     ("docs/quickstart.md", "install"): "installs from PyPI; this virtualenv stands in for it",
 }
 SHELL_LANGS = ("sh", "bash", "shell", "console")
-START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 30.0
-CLIENT_TIMEOUT_S = 30.0
 
 
 def shell_blocks(page: str) -> dict[str, str]:
     """The named shell blocks of `page`, by name."""
     blocks = code_blocks(ROOT / page, root=ROOT)
     return {b.note.text: b.text for b in blocks if b.lang in SHELL_LANGS and b.note}
-
-
-def make_defaults() -> dict[str, list[int]]:
-    """The ports the Makefile uses by default, by variable."""
-    text = (ROOT / "Makefile").read_text("utf-8")
-    found = re.findall(r"^(QUICKSTART_PORT|DEMO_PORTS) \?= ([\d ]+)$", text, re.MULTILINE)
-    return {name: [int(port) for port in ports.split()] for name, ports in found}
 
 
 def test_every_shell_block_is_named() -> None:
@@ -85,134 +64,10 @@ def test_every_shell_block_is_named() -> None:
     assert make_defaults().keys() == {"QUICKSTART_PORT", "DEMO_PORTS"}
 
 
-class Copy:
-    """A fresh copy of the repository, with the environment and ports to run it in."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.ports: dict[int, int] = {}
-        venv = Path(sys.prefix)
-        if not (venv / "bin" / "python").exists():
-            pytest.fail(f"run the tests in a virtualenv: make reuses it ({venv})")
-        self.env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("STREAMHUB_", "MAKE", "MFLAGS", "PYTHON", "VIRTUAL_ENV"))
-        }
-        self.env["VENV"] = str(venv)
-        self.venv = venv
-        self.files = self.listing()
-
-    def listing(self) -> set[str]:
-        """Every file in the copy, but Python's byte-code caches."""
-        paths = self.root.rglob("*")
-        return {p.relative_to(self.root).as_posix() for p in paths if "__pycache__" not in p.parts}
-
-    def use_ports(self, variable: str) -> list[int]:
-        """Free ports in place of the Makefile's defaults for `variable`."""
-        defaults = make_defaults()[variable]
-        ports = [free_port() for _ in defaults]
-        self.ports |= dict(zip(defaults, ports, strict=True))
-        self.env[variable] = " ".join(map(str, ports))
-        return ports
-
-    def activate(self) -> None:
-        """What `. .venv/bin/activate` after `pip install .` amounts to, for the copy."""
-        self.env["PATH"] = f"{self.venv / 'bin'}{os.pathsep}{self.env['PATH']}"
-        self.env["VIRTUAL_ENV"] = str(self.venv)
-        self.env["PYTHONPATH"] = str(self.root)
-
-    def script(self, text: str) -> str:
-        """`text` with the Makefile's default ports replaced by this copy's."""
-        for default, port in self.ports.items():
-            text = re.sub(rf"\b{default}\b", str(port), text)
-        return text
-
-    def shell(self, text: str) -> subprocess.CompletedProcess[str]:
-        """Run a block to its end, with its output captured."""
-        return subprocess.run(
-            ["bash", "-c", self.script(text)],
-            cwd=self.root,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=CLIENT_TIMEOUT_S,
-            check=False,
-        )
-
-    def run(self, text: str) -> str:
-        """Run a client block to its end; its stdout, once it has succeeded."""
-        done = self.shell(text)
-        assert done.returncode == 0, f"{text}\nexit {done.returncode}\n{done.stderr}"
-        return done.stdout
-
-
 @pytest.fixture
 def copy(tmp_path: Path) -> Copy:
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        check=False,
-    )
-    if listed.returncode != 0:
-        pytest.fail(f"needs a git checkout to copy what git tracks: {listed.stderr.decode()}")
-    root = tmp_path / "repo"
-    for name in listed.stdout.decode().split("\0"):
-        source = ROOT / name
-        if name and source.is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, root / name)
-    return Copy(root)
-
-
-class Server:
-    """A server block running in the background, in a session (process group) of its own."""
-
-    def __init__(self, copy: Copy, text: str, log: Path) -> None:
-        self.copy = copy
-        self.process = ManagedProcess("shell", log)
-        self.process.spawn(["bash", "-c", copy.script(text)], env=copy.env, cwd=copy.root)
-        self.children: list[psutil.Process] = []
-
-    def wait_ready(self, ports: list[int]) -> None:
-        """Until each port answers HTTP; then note every process the block started."""
-        self.process.wait_ready(lambda: all(map(_answers, ports)), timeout_s=START_TIMEOUT_S)
-        self.children = psutil.Process(self.process.pid).children(recursive=True)
-
-    def interrupt(self) -> str:
-        """Ctrl-C: SIGINT to the process group; everything must stop. Returns the output."""
-        os.killpg(self.process.pid, signal.SIGINT)
-        return self.wait_stopped()
-
-    def wait_stopped(self) -> str:
-        """Until the block and every process it started have ended; the block's output."""
-        stopped = wait_until(lambda: not self.process.running, timeout_s=STOP_TIMEOUT_S)
-        assert stopped, f"still running:\n{self.process.logs_tail()}"
-        _, alive = psutil.wait_procs(self.children, timeout=STOP_TIMEOUT_S)
-        assert not alive, f"left running: {alive}"
-        return self.process.logs()
-
-    def kill(self) -> None:
-        """After a failure: Ctrl-C first (so the demo removes its temporary directory),
-        then SIGKILL to whatever is left."""
-        with contextlib.suppress(psutil.NoSuchProcess):
-            self.children += psutil.Process(self.process.pid).children(recursive=True)
-        if self.process.running:
-            os.killpg(self.process.pid, signal.SIGINT)
-            wait_until(lambda: not self.process.running, timeout_s=STOP_TIMEOUT_S)
-        for process in self.children:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.kill()
-        self.process.kill()
-
-
-def _answers(port: int) -> bool:
-    try:
-        httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1.0, trust_env=False)
-    except httpx.TransportError:
-        return False
-    return True
+    """A fresh copy of the repository (see `tests/support/repo_copy.py`)."""
+    return fresh_copy(tmp_path / "repo")
 
 
 @pytest.fixture
