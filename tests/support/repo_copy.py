@@ -29,6 +29,9 @@ from tests.support._process import REPO_ROOT, ManagedProcess, free_port, wait_un
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 CLIENT_TIMEOUT_S = 30.0
+#: A developer's settings that would change what the commands do (the demo's backend or
+#: model, make's flags, another virtualenv).
+_NOT_INHERITED = ("STREAMHUB_", "OPENAI_", "MAKE", "MFLAGS", "PYTHON", "VIRTUAL_ENV")
 
 
 def make_defaults() -> dict[str, list[int]]:
@@ -66,9 +69,7 @@ class Copy:
         if not (venv / "bin" / "python").exists():
             raise RuntimeError(f"run the tests in a virtualenv: make reuses it ({venv})")
         self.env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("STREAMHUB_", "MAKE", "MFLAGS", "PYTHON", "VIRTUAL_ENV"))
+            key: value for key, value in os.environ.items() if not key.startswith(_NOT_INHERITED)
         }
         self.env["VENV"] = str(venv)
         self.venv = venv
