@@ -88,16 +88,20 @@ class StreamHub:
     ) -> StreamHub:
         """A hub on Redis; settings as for `StreamHub()`.
 
-        `url` is `redis://`, `rediss://`, `unix://`, or
-        `redis+sentinel://host:port[,host:port]/service[/db]` for a Sentinel-managed master.
+        `url` is `redis://`, `rediss://`, `unix://`,
+        `redis+sentinel://host:port[,host:port]/service[/db]` for a Sentinel-managed master,
+        or `redis+cluster://host:port[,host:port]` (`rediss+cluster://`) for a Redis Cluster.
         The other arguments are those of `RedisBackend.from_url`.
 
         `socket_timeout_s` bounds each Redis command, so a stalled server turns into
         retries (which the seq-based appends make safe) instead of a hang.
         """
+        from .backends._urls import CLUSTER_SCHEMES
         from .backends.redis import RedisBackend
+        from .backends.redis_cluster import RedisClusterBackend
 
-        backend = RedisBackend.from_url(
+        kind = RedisClusterBackend if url.split("://")[0] in CLUSTER_SCHEMES else RedisBackend
+        backend = kind.from_url(
             url,
             prefix=prefix,
             socket_timeout_s=socket_timeout_s,

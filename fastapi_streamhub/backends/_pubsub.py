@@ -13,14 +13,18 @@ and once Redis has confirmed all of it calls `on_resync`, since notifications
 may have been lost in between. A reconnection inside redis-py (its retry policy)
 is seen through the connection's connect callback and handled the same way. No
 message can stop it: one that fails to decode or to dispatch is logged and skipped.
+
+With `sharded=True` it holds sharded subscriptions (`SSUBSCRIBE`) on one node of a
+cluster; a `sunsubscribe` it did not ask for means the channel's slot left that
+node, and `on_moved` is told so that the channel can follow its slot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import Any, Protocol
 
 import anyio
 from redis.asyncio import Redis
@@ -36,6 +40,18 @@ _POLL_S = 1.0
 _MAX_BACKOFF_S = 2.0
 
 
+class Listener(Protocol):
+    """What the Redis backends need from their Pub/Sub side."""
+
+    async def subscribe(self, channel: str) -> None: ...
+
+    async def unsubscribe(self, channel: str) -> None: ...
+
+    async def run(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
 class PubSubListener:
     def __init__(
         self,
@@ -44,8 +60,14 @@ class PubSubListener:
         on_resync: Callable[[], None],
         *,
         confirm_timeout_s: float,
+        sharded: bool = False,
+        on_moved: Callable[[str], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         self._client = client
+        self._sharded = sharded
+        self._on_moved = on_moved
+        self._on_lost = on_lost
         self._on_message = on_message
         self._on_resync = on_resync
         self._confirm_timeout_s = confirm_timeout_s
@@ -61,6 +83,13 @@ class PubSubListener:
     @property
     def connected(self) -> bool:
         return self._pubsub is not None
+
+    @property
+    def wanted(self) -> set[str]:
+        return self._wanted
+
+    async def aclose(self) -> None:
+        """Nothing to release: the connection is closed when `run` ends."""
 
     async def subscribe(self, channel: str) -> None:
         """Returns once Redis has confirmed the subscription.
@@ -120,14 +149,26 @@ class PubSubListener:
             unwanted = [c for c, subscribe in changes.items() if not subscribe]
             try:
                 if unwanted:
-                    await pubsub.unsubscribe(*unwanted)
+                    await self._unsubscribe(pubsub, unwanted)
                 if wanted:
-                    await pubsub.subscribe(*wanted)
+                    await self._subscribe(pubsub, wanted)
             except Exception as exc:
                 if not is_transient(exc):
                     raise
                 logger.warning("Pub/Sub (un)subscribe not sent (%s); the listener resyncs", exc)
                 return
+
+    async def _subscribe(self, pubsub: PubSub, channels: Collection[str]) -> None:
+        if self._sharded:
+            await pubsub.ssubscribe(*channels)
+        else:
+            await pubsub.subscribe(*channels)
+
+    async def _unsubscribe(self, pubsub: PubSub, channels: Collection[str]) -> None:
+        if self._sharded:
+            await pubsub.sunsubscribe(*channels)
+        else:
+            await pubsub.unsubscribe(*channels)
 
     async def run(self) -> None:
         """Listen until cancelled; a connection lost is replaced, anything else raises."""
@@ -140,9 +181,9 @@ class PubSubListener:
                     raise
                 backoff = min(max(backoff * 2, 0.05), _MAX_BACKOFF_S)
                 logger.warning("Pub/Sub connection lost (%s); reconnecting", exc)
+                if self._on_lost is not None:
+                    self._on_lost()
                 await anyio.sleep(backoff)
-            else:
-                backoff = 0.0
 
     async def _listen(self) -> None:
         pubsub = self._client.pubsub()
@@ -155,7 +196,7 @@ class PubSubListener:
             self._outbox.clear()
             self._resync_due, self._listened = self._listened, True
             if self._wanted:
-                await pubsub.subscribe(*self._wanted)
+                await self._subscribe(pubsub, self._wanted)
             self._maybe_resync()
             while True:
                 message = await pubsub.get_message(timeout=_POLL_S)
@@ -177,10 +218,12 @@ class PubSubListener:
     def _handle(self, message: dict[str, Any]) -> None:
         try:
             kind, channel = message["type"], message["channel"]
-            if kind == "message":
+            if kind in ("message", "smessage"):
                 self._on_message(channel, message["data"])
-            elif kind == "subscribe":
+            elif kind in ("subscribe", "ssubscribe"):
                 self._confirm(channel)
+            elif kind == "sunsubscribe" and channel in self._wanted:
+                self._moved(channel)
         except Exception:
             logger.exception("a Pub/Sub message could not be handled; skipped: %r", message)
 
@@ -193,6 +236,12 @@ class PubSubListener:
             if not confirmed.done():
                 confirmed.set_result(None)
         self._maybe_resync()
+
+    def _moved(self, channel: str) -> None:
+        """Redis dropped a sharded subscription it was not asked to: the slot moved."""
+        self._confirmed.discard(channel)
+        if self._on_moved is not None:
+            self._on_moved(channel)
 
     def _maybe_resync(self) -> None:
         """After a reconnection, once everything wanted is confirmed again: from then on

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, Literal, cast
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from .._errors import BackendUnavailableError
 from .._events import Status, StreamEvent
@@ -33,9 +34,9 @@ from ._base import (
     WriteOutcome,
 )
 from ._gathering import Gathering
-from ._pubsub import PubSubListener
-from ._redis_errors import is_transient_message, unavailable_as_error
-from ._scripts import Call, Scripts
+from ._pubsub import Listener, PubSubListener
+from ._redis_errors import is_transient, is_transient_message, unavailable_as_error
+from ._scripts import Call, Client, Scripts
 from ._urls import client_from_url
 
 logger = logging.getLogger("fastapi_streamhub")
@@ -55,6 +56,16 @@ def _outcome(key: str, reply: Any) -> AppendOutcome:
         return "unavailable"
     logger.error("stream %r: Redis refused the write: %s", key, message)
     return "failed"
+
+
+def _group_outcomes(writes: Sequence[Append], reply: Any) -> list[AppendOutcome]:
+    """The outcome of each write of one script call: its own, or the call's failure."""
+    if not isinstance(reply, Exception):
+        return [_outcome(write.key, o) for write, o in zip(writes, reply, strict=True)]
+    if is_transient(reply) or isinstance(reply, BackendUnavailableError):
+        return ["unavailable"] * len(writes)
+    logger.error("Redis refused %d writes: %r", len(writes), reply)
+    return ["failed"] * len(writes)
 
 
 def _session_state(key: str, row: Sequence[Any]) -> SessionState:
@@ -93,7 +104,7 @@ class RedisBackend:
     def __init__(
         self,
         *,
-        client: Redis,
+        client: Client,
         prefix: str = "streamhub:",
         max_notify_bytes: int = 64 * 1024,
         min_replicas_acked: int = 0,
@@ -102,10 +113,10 @@ class RedisBackend:
     ) -> None:
         if max_notify_bytes <= 0 or min_replicas_acked < 0 or replica_ack_timeout_s <= 0:
             raise ValueError("max_notify_bytes and replica_ack_timeout_s must be positive")
-        self._client = client
+        self._client: Client = client
         self._helpers: list[Redis] = []
         self._keys = KeySpace(prefix)
-        self._scripts = Scripts()
+        self._scripts = Scripts(sharded=self._sharded)
         self._max_notify_bytes = max_notify_bytes
         self._min_replicas_acked = min_replicas_acked
         self._replica_ack_timeout_ms = int(replica_ack_timeout_s * 1000)
@@ -113,8 +124,11 @@ class RedisBackend:
         self._claims = Gathering(self._call_many)
         self._releases = Gathering(self._call_many)
         self._channels: dict[str, tuple[str, ChannelKind]] = {}
-        self._listener: PubSubListener | None = None
+        self._listener: Listener | None = None
         self._notify: NotificationHandler | None = None
+
+    _sharded = False
+    """Publish with `SPUBLISH` and subscribe per shard (a cluster)."""
 
     @classmethod
     def from_url(
@@ -147,14 +161,16 @@ class RedisBackend:
         backend._helpers = helpers
         return backend
 
+    def _make_listener(self, on_resync: ResyncHandler) -> Listener:
+        if not isinstance(self._client, Redis):
+            raise TypeError("RedisBackend takes a redis.asyncio.Redis; use RedisClusterBackend")
+        return PubSubListener(
+            self._client, self._on_message, on_resync, confirm_timeout_s=self._subscribe_timeout_s
+        )
+
     async def open(self, on_notification: NotificationHandler, on_resync: ResyncHandler) -> None:
         self._notify = on_notification
-        self._listener = PubSubListener(
-            self._client,
-            self._on_message,
-            on_resync,
-            confirm_timeout_s=self._subscribe_timeout_s,
-        )
+        self._listener = self._make_listener(on_resync)
         try:
             with unavailable_as_error():
                 await self._scripts.load(self._client)
@@ -168,13 +184,15 @@ class RedisBackend:
         with unavailable_as_error():
             await self._client.ping()
 
-    def _require_listener(self) -> PubSubListener:
+    def _require_listener(self) -> Listener:
         if self._listener is None:
             raise RuntimeError("RedisBackend.open() must be called first")
         return self._listener
 
     async def aclose(self) -> None:
-        self._listener = None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.aclose()
         await self._client.aclose()
         for helper in self._helpers:
             await helper.aclose()
@@ -208,6 +226,18 @@ class RedisBackend:
         with unavailable_as_error():
             return await self._scripts.call_many(self._client, calls)
 
+    async def _call_each(self, calls: Sequence[Call]) -> list[Any]:
+        """One call as a plain command (its failure raises); several in one pipeline,
+        each reply or failure in place."""
+        if len(calls) == 1:
+            return [await self._call(calls[0])]
+        return await self._call_many(calls)
+
+    def _groups(self, keys: Sequence[str]) -> list[list[int]]:
+        """Indexes of `keys` that one script call may take together: all of them here;
+        on a cluster, those of one hash slot."""
+        return [list(range(len(keys)))]
+
     async def claim(
         self, key: str, *, generation: str, owner: str, lease_ms: int, retention_ms: int
     ) -> tuple[bool, SessionState]:
@@ -226,12 +256,17 @@ class RedisBackend:
         ends only its own stream."""
         if not writes:
             return []
-        call = self._append_call(writes, retention_ms)
+        groups = [[writes[i] for i in group] for group in self._groups([w.key for w in writes])]
+        calls = [self._append_call(group, retention_ms) for group in groups]
         if self._min_replicas_acked:
-            reply = await self._append_acknowledged(call)
+            replies = await self._append_acknowledged(calls)
         else:
-            reply = await self._call(call)
-        return [_outcome(write.key, outcome) for write, outcome in zip(writes, reply, strict=True)]
+            replies = await self._call_each(calls)
+        outcomes: dict[int, AppendOutcome] = {}
+        for group, reply in zip(groups, replies, strict=True):
+            for write, outcome in zip(group, _group_outcomes(group, reply), strict=True):
+                outcomes[id(write)] = outcome
+        return [outcomes[id(write)] for write in writes]
 
     def _append_call(self, writes: Sequence[Append], retention_ms: int) -> Call:
         keys: list[str] = []
@@ -243,23 +278,40 @@ class RedisBackend:
             args += (write.generation, write.metadata or "", payload)
         return Call("append", keys, args)
 
-    async def _append_acknowledged(self, call: Call) -> Any:
-        """The round and a `WAIT` on one connection (WAIT counts that connection's writes):
-        not acknowledged in time, the round is refused for now and sent again (the seqs
+    async def _append_acknowledged(self, calls: Sequence[Call]) -> list[Any]:
+        """The round's calls and a `WAIT` per node in one pipeline (WAIT counts the writes
+        of its own connection, which a pipeline shares per node). A call whose node's
+        replicas did not acknowledge in time is refused for now and sent again (the seqs
         already stored are skipped), and waited for again."""
+        targets = self._wait_targets(calls)
         with unavailable_as_error():
             async with self._client.pipeline(transaction=False) as pipe:
-                pipe.evalsha(self._scripts.sha["append"], len(call.keys), *call.keys, *call.args)
-                pipe.wait(self._min_replicas_acked, self._replica_ack_timeout_ms)
-                reply, acked = await pipe.execute(raise_on_error=False)
-        if isinstance(reply, Exception):
-            reply = await self._call(call)
-            acked = 0
-        if int(acked) < self._min_replicas_acked:
-            raise BackendUnavailableError(
-                f"{acked} of {self._min_replicas_acked} replicas acknowledged the writes in time"
-            )
-        return reply
+                for call in calls:
+                    self._scripts.queue(pipe, call)
+                for target in targets:
+                    options = {} if target is None else {"target_nodes": target}
+                    pipe.execute_command(
+                        "WAIT", self._min_replicas_acked, self._replica_ack_timeout_ms, **options
+                    )
+                replies = list(await pipe.execute(raise_on_error=False))
+        acks = dict(zip(targets, replies[len(calls) :], strict=True))
+        answers = replies[: len(calls)]
+        if any(isinstance(a, NoScriptError) for a in answers):
+            await self._scripts.load(self._client, ["append"])
+        for index, call in enumerate(calls):
+            acked = acks[self._wait_target(call)]
+            if isinstance(acked, Exception) or int(acked) < self._min_replicas_acked:
+                answers[index] = BackendUnavailableError(
+                    f"{acked!r} of {self._min_replicas_acked} replicas acknowledged in time"
+                )
+        return answers
+
+    def _wait_targets(self, calls: Sequence[Call]) -> list[Any]:
+        return list(dict.fromkeys(self._wait_target(call) for call in calls))
+
+    def _wait_target(self, call: Call) -> Any:
+        """Where a call's `WAIT` goes: the connection of the call (here, the only one)."""
+        return None
 
     async def refresh_many(
         self, leases: Sequence[Lease], *, lease_ms: int, retention_ms: int
@@ -268,14 +320,24 @@ class RedisBackend:
         Redis one call, not one per stream."""
         if not leases:
             return []
+        groups = [[leases[i] for i in g] for g in self._groups([lease.key for lease in leases])]
+        calls = [self._refresh_call(group, lease_ms, retention_ms) for group in groups]
+        outcomes: dict[int, WriteOutcome] = {}
+        for group, reply in zip(groups, await self._call_each(calls), strict=True):
+            if isinstance(reply, Exception):
+                raise BackendUnavailableError(f"lease renewals failed: {reply}") from reply
+            for lease, answer in zip(group, reply, strict=True):
+                outcome = _outcome(lease.key, answer)
+                outcomes[id(lease)] = "failed" if isinstance(outcome, Gap) else outcome
+        return [outcomes[id(lease)] for lease in leases]
+
+    def _refresh_call(self, leases: Sequence[Lease], lease_ms: int, retention_ms: int) -> Call:
         keys: list[str] = []
         for lease in leases:
             keys += (self._keys.state(lease.key), self._keys.events(lease.key))
         args: list[str | int] = [lease_ms, retention_ms]
         args += (lease.generation for lease in leases)
-        reply = await self._call(Call("refresh", keys, args))
-        outcomes = [_outcome(lease.key, o) for lease, o in zip(leases, reply, strict=True)]
-        return [o if not isinstance(o, Gap) else "failed" for o in outcomes]
+        return Call("refresh", keys, args)
 
     async def finish(
         self,
@@ -318,10 +380,15 @@ class RedisBackend:
     async def states(self, keys: Sequence[str]) -> list[SessionState | None]:
         if not keys:
             return []
-        rows = await self._call(Call("states", [self._keys.state(k) for k in keys], []))
-        return [
-            _session_state(key, row) if row else None for key, row in zip(keys, rows, strict=True)
-        ]
+        groups = self._groups(keys)
+        calls = [Call("states", [self._keys.state(keys[i]) for i in group], []) for group in groups]
+        found: list[SessionState | None] = [None] * len(keys)
+        for group, rows in zip(groups, await self._call_each(calls), strict=True):
+            if isinstance(rows, Exception):
+                raise BackendUnavailableError(f"reading states failed: {rows}") from rows
+            for index, row in zip(group, rows, strict=True):
+                found[index] = _session_state(keys[index], row) if row else None
+        return found
 
     async def remove(self, key: str) -> bool:
         with unavailable_as_error():
