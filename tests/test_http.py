@@ -28,22 +28,32 @@ def run_id() -> str:
     return f"run{next(_ids)}"
 
 
-def start(make_uvicorn_server: MakeServer, redis: RedisServer | None) -> UvicornServer:
-    env = {"TEST_REDIS_URL": redis.url} if redis is not None else {}
+def start(make_uvicorn_server: MakeServer, redis_url: str | None) -> UvicornServer:
+    env = {"TEST_REDIS_URL": redis_url} if redis_url is not None else {}
     return make_uvicorn_server(APP, factory=True, env=env, ready_path="/docs")
 
 
-@pytest.fixture(params=["memory", "redis"])
+def storage_url(request: pytest.FixtureRequest, kind: str) -> str | None:
+    """The URL of this test's storage: its own redis-server, or the session's cluster."""
+    if kind == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return server.url
+    if kind == "cluster":
+        return str(request.getfixturevalue("shared_redis_cluster").url)
+    return None
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def server(request: pytest.FixtureRequest, make_uvicorn_server: MakeServer) -> UvicornServer:
-    redis = request.getfixturevalue("redis_server") if request.param == "redis" else None
-    return start(make_uvicorn_server, redis)
+    return start(make_uvicorn_server, storage_url(request, request.param))
 
 
-@pytest.fixture
+@pytest.fixture(params=["redis", "cluster"])
 def two_servers(
-    redis_server: RedisServer, make_uvicorn_server: MakeServer
+    request: pytest.FixtureRequest, make_uvicorn_server: MakeServer
 ) -> tuple[UvicornServer, UvicornServer]:
-    return start(make_uvicorn_server, redis_server), start(make_uvicorn_server, redis_server)
+    url = storage_url(request, request.param)
+    return start(make_uvicorn_server, url), start(make_uvicorn_server, url)
 
 
 def seqs(events: list[SSE]) -> list[int]:

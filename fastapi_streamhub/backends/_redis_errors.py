@@ -2,7 +2,8 @@
 
 Every reply is a result, a transient failure, or a final one. Transient failures
 (the server away, paused, loading, out of memory, a read-only replica after a
-failover, a cluster re-sharding or failing over) become `BackendUnavailableError`,
+failover, a cluster re-sharding or failing over: `MOVED` and `ASK` that reach us, as
+on a Pub/Sub connection, which no client follows) become `BackendUnavailableError`,
 which the hub retries within `write_deadline_s`. Anything else is final: a refused
 write ends only its own stream, and an error no stream explains is a bug that
 propagates.
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from redis.exceptions import (
+    AskError,
     BusyLoadingError,
     ClusterDownError,
     OutOfMemoryError,
@@ -40,6 +42,7 @@ TRANSIENT_PREFIXES = (
 """Error codes of replies that say "not now" (as a script's `pcall` reports them too)."""
 
 _TRANSIENT_TYPES = (
+    AskError,
     RedisConnectionError,
     RedisTimeoutError,
     BusyLoadingError,

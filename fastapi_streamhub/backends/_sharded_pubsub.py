@@ -58,6 +58,7 @@ class ShardedListener:
         self._home: dict[str, str] = {}
         self._task_group: TaskGroup | None = None
         self._stirred = anyio.Event()
+        self._unsettled: set[str] = set()
 
     async def subscribe(self, channel: str) -> None:
         """Returns once the node that holds the channel's slot confirmed it."""
@@ -98,7 +99,10 @@ class ShardedListener:
         return listener
 
     def _stir(self, channel: str | None = None) -> None:
-        """Something moved (a slot, a primary): reconcile now rather than at the next tick."""
+        """Something moved (a slot, a primary): reconcile now rather than at the next tick.
+        A channel Redis dropped is checked even where the slot map has not changed yet."""
+        if channel is not None:
+            self._unsettled.add(channel)
         self._stirred.set()
 
     async def run(self) -> None:
@@ -134,10 +138,18 @@ class ShardedListener:
 
     async def _reconcile(self) -> None:
         """Move every channel whose slot another node now holds, then drop idle nodes."""
-        stray = [c for c, name in self._home.items() if not self._at_home(c, name)]
+        unsettled = set(self._unsettled)
+        stray = [
+            c for c, name in self._home.items() if c in unsettled or not self._at_home(c, name)
+        ]
         if stray:
             await self._refresh(stray)
-            moved = [c for c in stray if c in self._home and self._owner(c).name != self._home[c]]
+            self._unsettled -= unsettled
+            moved = [
+                c
+                for c in stray
+                if c in self._home and (c in unsettled or self._owner(c).name != self._home[c])
+            ]
             async with anyio.create_task_group() as group:
                 for channel in moved:
                     group.start_soon(self._move, channel)
@@ -165,8 +177,10 @@ class ShardedListener:
             await self._cluster.exists(channel)
 
     async def _move(self, channel: str) -> None:
+        """Subscribe `channel` where its slot is now (again where it was, if it did not
+        move: Redis dropped it all the same)."""
         old = self._nodes.get(self._home[channel])
-        if old is not None:
+        if old is not None and old is not self._nodes.get(self._owner(channel).name):
             await old.unsubscribe(channel)
         try:
             await self.subscribe(channel)
