@@ -26,6 +26,7 @@ class HubConfig:
         keepalive_s: interval of SSE keep-alive comments while a stream is idle.
         retry_ms: the `retry:` hint sent to SSE clients.
         cancel_wait_s: how long the cancel route waits for the producer to stop.
+        send_timeout_s: how long a send to an SSE client may block before its response ends.
     """
 
     lease_ttl_s: float = 10.0
@@ -42,6 +43,7 @@ class HubConfig:
     keepalive_s: float = 15.0
     retry_ms: int = 2000
     cancel_wait_s: float = 2.0
+    send_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         for name in self.__dataclass_fields__:
