@@ -7,10 +7,10 @@ it mounts what is declared now, once per route and app, and wraps `app.openapi` 
 that building the schema first mounts what was declared since. The hub calls it
 from `init_app` and at startup through `_hooks.py`.
 
-Routes are found with `fastapi.routing.iter_route_contexts` (FastAPI 0.137.2 and
-later keep an included router as one entry of `app.routes`; this public function
-lists every route with the path, tags and dependencies of its inclusion). Older
-FastAPI copies included routes into `app.routes` itself.
+Routes are found with `fastapi.routing.iter_route_contexts` (FastAPI 0.137.2): since
+0.137, FastAPI keeps an included router as one entry of `app.routes`, and this public
+function lists every route as served, with the path, tags and dependencies of its
+inclusion. Older FastAPI copies included routes into `app.routes` itself.
 """
 
 from __future__ import annotations

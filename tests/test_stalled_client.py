@@ -37,7 +37,10 @@ def stalled_reader(port: int, path: str) -> Iterator[socket.socket]:
         sock.connect(("127.0.0.1", port))
         sock.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
         sock.settimeout(10)
-        assert sock.recv(12) == b"HTTP/1.1 200"
+        status = b""
+        while len(status) < 12 and (chunk := sock.recv(12 - len(status))):
+            status += chunk
+        assert status == b"HTTP/1.1 200"
         yield sock
     finally:
         sock.close()
