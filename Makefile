@@ -1,15 +1,36 @@
 # Entry points: `make run` (the example app on http://127.0.0.1:8000, in-memory backend)
 # and `make test` (lint, format check, mypy, the whole pytest suite). Both set up .venv
 # first; setup is redone only when pyproject.toml is newer than the stamp file.
+#
+# `make quickstart` serves docs/examples/quickstart.py on QUICKSTART_PORT (8010); `make demo`
+# runs two instances of the example app on DEMO_PORTS (8001 8002) with a private Redis
+# (scripts/demo.py); `make docs` serves the documentation site on DOCS_PORT (8020).
+#
+# VENV=/path/to/venv uses an existing virtualenv as it is: make neither creates nor updates
+# it (it needs the package and the dev group, `pip install -e . --group dev`, and for
+# `make docs` the docs group).
 
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.streamhub-setup
+DOCS_STAMP := $(VENV)/.streamhub-docs
+QUICKSTART_PORT ?= 8010
+DEMO_PORTS ?= 8001 8002
+DOCS_PORT ?= 8020
 
-.PHONY: setup system-deps run test test-floor lint typecheck pytest bench bench-smoke
+ifeq ($(VENV),.venv)
+SETUP := $(STAMP)
+DOCS_SETUP := $(DOCS_STAMP)
+else
+SETUP :=
+DOCS_SETUP :=
+endif
 
-setup: $(STAMP)
+.PHONY: setup system-deps run quickstart demo docs test test-floor lint typecheck pytest bench \
+	bench-smoke
+
+setup: $(SETUP)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,14 +41,27 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e . --group dev
 	touch $@
 
-run: $(STAMP)
+$(DOCS_STAMP): pyproject.toml | $(STAMP)
+	$(PY) -m pip install --quiet --group docs
+	touch $@
+
+run: $(SETUP)
 	$(PY) -m example_app
+
+quickstart: $(SETUP)
+	$(PY) -m uvicorn quickstart:app --app-dir docs/examples --port $(QUICKSTART_PORT)
+
+demo: $(SETUP)
+	$(PY) scripts/demo.py $(DEMO_PORTS)
+
+docs: $(DOCS_SETUP)
+	$(PY) -m mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 system-deps:
 	scripts/system-deps
 
 # Every check runs even if an earlier one fails; the target fails if any did.
-test: $(STAMP) system-deps
+test: $(SETUP) system-deps
 	@failed=""; \
 	$(VENV)/bin/ruff check . || failed="$$failed ruff-check"; \
 	$(VENV)/bin/ruff format --check . || failed="$$failed ruff-format"; \
@@ -48,18 +82,18 @@ test-floor: system-deps
 		pytest pytest-timeout httpx httpx-sse uvicorn
 	$(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider $(FLOOR_TESTS)
 
-lint: $(STAMP)
+lint: $(SETUP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(SETUP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP) system-deps
+pytest: $(SETUP) system-deps
 	$(PY) -m pytest
 
-bench: $(STAMP) system-deps
+bench: $(SETUP) system-deps
 	$(PY) -m benchmarks
 
-bench-smoke: $(STAMP) system-deps
+bench-smoke: $(SETUP) system-deps
 	$(PY) -m benchmarks --smoke

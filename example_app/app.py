@@ -7,6 +7,7 @@ and status routes it mounts beside it (`/chat/{chat_id}/stream`, `/cancel`, `/st
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ from example_app.settings import Settings
 from fastapi_streamhub import Event, StreamHub, current_producer, get_hub, resumable_stream
 
 STATIC_DIR = Path(__file__).parent / "static"
+logger = logging.getLogger("example_app")
 
 settings = Settings.from_env()
 hub = StreamHub.from_url(settings.redis_url) if settings.redis_url else StreamHub()
@@ -48,6 +50,7 @@ model = build_model(settings)
 async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
     """Run the hub for the app's lifetime; close the model only after the hub has let its
     producers finish, since they are still using it during the shutdown grace period."""
+    logger.info("Streams are kept %s", settings.describe_backend())
     try:
         async with hub.lifespan(app) as state:
             yield state

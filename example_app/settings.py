@@ -4,8 +4,10 @@ code change to switch the backend, the model or the pace."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,3 +39,19 @@ class Settings:
             openai_base_url=get("OPENAI_BASE_URL"),
             openai_api_key=get("OPENAI_API_KEY"),
         )
+
+    def describe_backend(self) -> str:
+        """Where the streams live, for the startup log; a password in the URL is masked."""
+        if self.redis_url is None:
+            return "in memory (set STREAMHUB_REDIS_URL to share streams between instances)"
+        return f"in Redis at {mask_password(self.redis_url)}"
+
+
+def mask_password(url: str) -> str:
+    """`url` with the password replaced by `****`, in the user info and in a `password=`
+    query parameter (redis-py reads it there in `unix://` URLs)."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        url = url.replace(parts.netloc, f"{userinfo.partition(':')[0]}:****@{hosts}", 1)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1****", url)

@@ -1,8 +1,14 @@
-"""The hub's settings: keyword-only, units in the names, defaults spelt out."""
+"""The hub's settings: keyword-only, units in the names, defaults spelt out.
+
+`HubConfig` holds them; `HubOptions` lists the same names for `**options`, so that an
+editor completes them and mypy catches a misspelt `lease_ttl_s` (a test keeps the two
+in step).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -12,21 +18,28 @@ class HubConfig:
     Args:
         lease_ttl_s: how long a producer owns its key without refreshing; a dead
             producer's subscribers learn of it within about this bound.
-        retention_s: how long a finished stream stays readable.
+        retention_s: how long a finished stream stays readable; at least `lease_ttl_s`,
+            since a running stream's keys are kept alive by its lease renewals.
         max_queue: events a live subscriber may fall behind before it is ended.
         max_pending: events a producer buffers while storage is slow or away.
         max_batch: events one write carries; well below `max_queue`, so a single
             write can never overflow a subscriber that keeps up.
+        max_round_events: events one writer round stores, all streams together, so one
+            storage call stays short after an outage left every producer's buffer full.
+        max_round_bytes: data bytes one writer round stores, all streams together.
         max_events: events one generation may hold, its terminal event included.
         max_bytes: data bytes one generation may hold.
         max_event_bytes: data bytes of one event.
         replay_batch: events read from storage per round trip when replaying.
+        failover_tail_events: stored events a producer keeps, to write them again if a
+            storage failover loses the tail that had not reached a replica.
         shutdown_grace_s: how long running producers may finish at shutdown.
         write_deadline_s: how long storage may stay away before a producer gives up.
+        send_timeout_s: how long one send to a client may take; a client that stops
+            reading (stalled at the TCP level) is disconnected after it.
         keepalive_s: interval of SSE keep-alive comments while a stream is idle.
         retry_ms: the `retry:` hint sent to SSE clients.
         cancel_wait_s: how long the cancel route waits for the producer to stop.
-        send_timeout_s: how long a send to an SSE client may block before its response ends.
     """
 
     lease_ttl_s: float = 10.0
@@ -34,16 +47,19 @@ class HubConfig:
     max_queue: int = 1024
     max_pending: int = 10_000
     max_batch: int = 256
+    max_round_events: int = 4096
+    max_round_bytes: int = 4 * 1024 * 1024
     max_events: int = 100_000
     max_bytes: int = 64 * 1024 * 1024
     max_event_bytes: int = 1024 * 1024
     replay_batch: int = 1000
+    failover_tail_events: int = 256
     shutdown_grace_s: float = 5.0
     write_deadline_s: float = 30.0
+    send_timeout_s: float = 30.0
     keepalive_s: float = 15.0
     retry_ms: int = 2000
     cancel_wait_s: float = 2.0
-    send_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         for name in self.__dataclass_fields__:
@@ -52,8 +68,16 @@ class HubConfig:
                 raise ValueError(f"{name} must be positive, got {value!r}")
         if self.max_batch > self.max_queue:
             raise ValueError("max_batch must not exceed max_queue")
+        if self.max_batch > self.max_round_events:
+            raise ValueError("max_batch must not exceed max_round_events")
         if self.max_events < 2:
             raise ValueError("max_events must leave room for one event and the terminal event")
+        if self.retention_s < self.lease_ttl_s:
+            raise ValueError(
+                f"retention_s ({self.retention_s}) must be at least lease_ttl_s "
+                f"({self.lease_ttl_s}): a running stream's keys would expire between two "
+                "lease renewals"
+            )
 
     @property
     def lease_ms(self) -> int:
@@ -64,6 +88,40 @@ class HubConfig:
         return int(self.retention_s * 1000)
 
     @property
+    def renew_every_s(self) -> float:
+        """Lease renewals run four times per lease, so three may fail before it lapses."""
+        return self.lease_ttl_s / 4
+
+    @property
+    def renew_timeout_s(self) -> float:
+        """One renewal call is given up (and retried at once) after an eighth of the lease,
+        so one stalled call can never use up the lease."""
+        return self.lease_ttl_s / 8
+
+    @property
     def idle_check_s(self) -> float:
         """How often an idle subscriber checks that its producer is still alive."""
         return max(self.lease_ttl_s / 2, 0.05)
+
+
+class HubOptions(TypedDict, total=False):
+    """The keyword arguments of `StreamHub(...)`: the fields of `HubConfig`."""
+
+    lease_ttl_s: float
+    retention_s: float
+    max_queue: int
+    max_pending: int
+    max_batch: int
+    max_round_events: int
+    max_round_bytes: int
+    max_events: int
+    max_bytes: int
+    max_event_bytes: int
+    replay_batch: int
+    failover_tail_events: int
+    shutdown_grace_s: float
+    write_deadline_s: float
+    send_timeout_s: float
+    keepalive_s: float
+    retry_ms: int
+    cancel_wait_s: float

@@ -2,36 +2,54 @@
 
 A producer task belongs to the hub, not to the request that started it: a client
 leaving never stops a generation; only completion, an error, a cancel (from any
-instance) or shutdown do.
+instance) or shutdown do. Every task the hub starts is supervised (`_supervisor.py`),
+so nothing one stream does can stop the others.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 
-from ._config import HubConfig
+from ._config import HubConfig, HubOptions
 from ._cursor import Cursor, coerce_cursor, new_generation
 from ._errors import BackendUnavailableError, HubNotStartedError, SessionBusyError
 from ._events import terminal_data
-from ._fanout import Fanout, Tick
+from ._fanout import Fanout, Signal
+from ._health import HubHealth
 from ._hooks import wire_app
 from ._keys import validate_key
-from ._producer import Producer
+from ._leases import LeaseKeeper
+from ._producer import Producer, StopReason
 from ._status import CancelResult, StreamStatus, producer_stopped, stream_status
 from ._subscription import Subscription
+from ._supervisor import Supervisor
+from ._watchdog import Watchdog
 from ._writer import Writer
-from .backends._base import Backend, Control, Lease, Notification
+from .backends._base import Backend, Control, Notification, SessionState
 from .backends.memory import MemoryBackend
 
 logger = logging.getLogger("fastapi_streamhub")
+
+_HEALTH_PING_S = 2.0
+
+
+def _ended_reason(state: SessionState | None, generation: str) -> StopReason | None:
+    """Why storage says `generation` no longer runs, or None if it does."""
+    if state is None or state.generation != generation:
+        return "stale"
+    if state.status != "active":
+        return state.status
+    return None
 
 
 class StreamHub:
@@ -39,16 +57,22 @@ class StreamHub:
     `StreamHub.from_url("redis://...")` shares them between instances through Redis.
 
     Start it with `FastAPI(lifespan=hub.lifespan)`, `hub.init_app(app)`, or `async with hub:`.
+    Settings are the keyword arguments of `HubConfig` (`lease_ttl_s=...`).
     """
 
-    def __init__(self, *, backend: Backend | None = None, **options: Any) -> None:
+    def __init__(self, *, backend: Backend | None = None, **options: Unpack[HubOptions]) -> None:
         self.backend: Backend = backend if backend is not None else MemoryBackend()
+        """The storage backend."""
         self.config = HubConfig(**options)
+        """The settings."""
         self.instance_id = secrets.token_hex(8)
+        """This process's id as a producer owner."""
         self._fanout = Fanout(self.backend)
-        self._writer: Writer | None = None
         self._producers: dict[str, Producer] = {}
         self._task_group: TaskGroup | None = None
+        self._supervisor: Supervisor | None = None
+        self._writer: Writer | None = None
+        self._checking: set[Producer] = set()
 
     @classmethod
     def from_url(
@@ -58,50 +82,67 @@ class StreamHub:
         prefix: str = "streamhub:",
         socket_timeout_s: float = 5.0,
         max_connections: int = 64,
-        **options: Any,
+        max_notify_bytes: int = 64 * 1024,
+        min_replicas_acked: int = 0,
+        replica_ack_timeout_s: float = 1.0,
+        **options: Unpack[HubOptions],
     ) -> StreamHub:
-        """A hub on Redis; options as for `StreamHub()`.
+        """A hub on Redis; settings as for `StreamHub()`.
 
-        `url` is `redis://`, `rediss://`, `unix://`, or
-        `redis+sentinel://host:port[,host:port]/service[/db]` for a Sentinel-managed master.
+        `url` is `redis://`, `rediss://`, `unix://`,
+        `redis+sentinel://host:port[,host:port]/service[/db]` for a Sentinel-managed master,
+        or `redis+cluster://host:port[,host:port]` (`rediss+cluster://`) for a Redis Cluster.
+        The other arguments are those of `RedisBackend.from_url`.
 
         `socket_timeout_s` bounds each Redis command, so a stalled server turns into
         retries (which the seq-based appends make safe) instead of a hang.
         """
+        from .backends._urls import CLUSTER_SCHEMES
         from .backends.redis import RedisBackend
+        from .backends.redis_cluster import RedisClusterBackend
 
-        backend = RedisBackend.from_url(
-            url, prefix=prefix, socket_timeout_s=socket_timeout_s, max_connections=max_connections
+        kind = RedisClusterBackend if url.split("://")[0] in CLUSTER_SCHEMES else RedisBackend
+        backend = kind.from_url(
+            url,
+            prefix=prefix,
+            socket_timeout_s=socket_timeout_s,
+            max_connections=max_connections,
+            max_notify_bytes=max_notify_bytes,
+            min_replicas_acked=min_replicas_acked,
+            replica_ack_timeout_s=replica_ack_timeout_s,
         )
         return cls(backend=backend, **options)
 
     @property
     def started(self) -> bool:
+        """True between start and shutdown."""
         return self._task_group is not None
+
+    def _require_supervisor(self) -> Supervisor:
+        if self._supervisor is None:
+            raise HubNotStartedError()
+        return self._supervisor
 
     def _require_writer(self) -> Writer:
         if self._writer is None:
             raise HubNotStartedError()
         return self._writer
 
-    def _require_started(self) -> TaskGroup:
-        if self._task_group is None:
-            raise HubNotStartedError()
-        return self._task_group
-
     async def __aenter__(self) -> StreamHub:
         if self._task_group is not None:
             raise RuntimeError("this StreamHub is already started")
-        await self.backend.open(self._on_notification, self._fanout.resync)
+        await self.backend.open(self._fanout.dispatch, self._on_resync)
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
-        self._writer = Writer(
-            self.backend, retention_ms=self.config.retention_ms, spawn=task_group.start_soon
-        )
-        task_group.start_soon(self._writer.run)
-        task_group.start_soon(self._keep_leases)
-        task_group.start_soon(self._tick)
+        supervisor = self._supervisor = Supervisor(task_group)
+        self._writer = Writer(self.backend, self.config, wind_up=self._start_wind_up)
+        leases = LeaseKeeper(self.backend, self.config, self._producers.values)
+        watchdog = Watchdog(self.backend, self._fanout, self.config)
+        supervisor.keep("writer", self._writer.run)
+        supervisor.keep("leases", leases.run)
+        supervisor.keep("listener", self.backend.run)
+        supervisor.keep("watchdog", watchdog.run)
         return self
 
     async def __aexit__(
@@ -110,7 +151,9 @@ class StreamHub:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        task_group = self._require_started()
+        task_group = self._task_group
+        if task_group is None:
+            raise HubNotStartedError()
         try:
             with anyio.CancelScope(shield=True):
                 await self._shutdown_producers()
@@ -118,6 +161,7 @@ class StreamHub:
             await task_group.__aexit__(None, None, None)
         finally:
             self._task_group = None
+            self._supervisor = None
             self._writer = None
             await self.backend.aclose()
 
@@ -157,60 +201,91 @@ class StreamHub:
         async with anyio.create_task_group() as group:
             for producer in producers:
                 if not producer.finished:
-                    logger.warning("stream %r: cancelled by shutdown", producer.key)
+                    logger.warning(
+                        "stream %r (generation %s): cancelled by shutdown",
+                        producer.key,
+                        producer.generation,
+                    )
                     group.start_soon(self._end_for_shutdown, producer)
 
     async def _end_for_shutdown(self, producer: Producer) -> None:
-        producer.interrupt()
+        producer._interrupt_feeder()
         with anyio.move_on_after(self.config.cancel_wait_s):
             await producer.fail(
                 "The server shut down before the stream finished.", reason="shutdown"
             )
 
-    def _on_notification(self, key: str, note: Notification) -> None:
-        self._fanout.dispatch(key, note)
+    async def health(self) -> HubHealth:
+        """Whether this hub can serve: started, storage reachable, every shared task running.
 
-    async def _keep_leases(self) -> None:
-        """Renew the lease of every running producer, all in one backend call."""
-        while True:
-            await anyio.sleep(self.config.lease_ttl_s / 3)
-            running = [p for p in self._producers.values() if p.stop_reason is None]
-            if running:
-                await self._renew(running)
-
-    async def _tick(self) -> None:
-        """Wake idle subscribers now and then, to check on their producer."""
-        while True:
-            await anyio.sleep(self.config.idle_check_s)
-            self._fanout.tick()
-
-    async def _renew(self, producers: list[Producer]) -> None:
+        Never raises; a readiness probe reports `ready`, the rest says what is wrong.
+        """
+        error: str | None = None
         try:
-            outcomes = await self.backend.refresh_many(
-                [Lease(p.key, p.generation) for p in producers],
-                lease_ms=self.config.lease_ms,
-                retention_ms=self.config.retention_ms,
-            )
+            with anyio.fail_after(_HEALTH_PING_S):
+                await self.backend.ping()
+        except (BackendUnavailableError, TimeoutError) as exc:
+            error = str(exc) or "storage did not answer in time"
+        supervisor = self._supervisor
+        tasks = {} if supervisor is None else supervisor.tasks
+        return HubHealth(
+            ready=supervisor is not None and error is None and supervisor.healthy,
+            started=self.started,
+            storage_ok=error is None,
+            storage_error=error,
+            tasks={name: dataclasses.replace(task) for name, task in tasks.items()},
+            producers=len(self._producers),
+            watched_keys=self._fanout.watched,
+        )
+
+    def _on_resync(self) -> None:
+        """Notifications may have been lost: readers catch up, and every local producer
+        checks storage at once (a cancel signal may have been among them)."""
+        self._fanout.resync()
+        for producer in list(self._producers.values()):
+            self._check_soon(producer)
+
+    def _check_soon(self, producer: Producer) -> None:
+        """Look up in storage whether `producer`'s generation still runs; checks asked
+        for together are made in one call."""
+        self._checking.add(producer)
+        if len(self._checking) == 1 and self._supervisor is not None:
+            self._supervisor.guard("producer check", self._check_producers)
+
+    async def _check_producers(self) -> None:
+        await anyio.lowlevel.checkpoint()
+        producers, self._checking = list(self._checking), set()
+        try:
+            states = await self.backend.states([p.key for p in producers])
         except BackendUnavailableError as exc:
-            logger.warning("%d leases not renewed: %s", len(producers), exc)
+            logger.warning(
+                "%d producers not checked (the next write will tell): %s", len(producers), exc
+            )
             return
-        for producer, outcome in zip(producers, outcomes, strict=True):
-            producer.lease_renewed(outcome)
+        for producer, state in zip(producers, states, strict=True):
+            reason = _ended_reason(state, producer.generation)
+            if reason is not None:
+                producer._stop(reason)
 
     async def register(self, key: str) -> tuple[Producer, bool]:
         """Claim `key` for a new generation; returns `(producer, created)`.
 
-        If this process already produces `key`, that producer is returned with
-        `created=False`.
+        If this process already produces `key` and storage agrees that its generation
+        still runs, that producer is returned with `created=False`.
 
         Raises:
             SessionBusyError: another instance is producing `key`.
+            BackendUnavailableError: storage did not answer.
         """
-        self._require_started()
+        supervisor = self._require_supervisor()
         validate_key(key)
         existing = self._producers.get(key)
         if existing is not None and existing.stop_reason is None:
-            return existing, False
+            (state,) = await self.backend.states([key])
+            reason = _ended_reason(state, existing.generation)
+            if reason is None:
+                return existing, False
+            existing._stop(reason)
         created, state = await self.backend.claim(
             key,
             generation=new_generation(),
@@ -228,32 +303,42 @@ class StreamHub:
             fanout=self._fanout,
             config=self.config,
             on_finished=self._forget,
+            on_hint=self._check_soon,
         )
         self._producers[key] = producer
         self._fanout.open_local(key, producer.generation)
-        self._require_started().start_soon(
-            self._watch_control, producer, name=f"streamhub control {key!r}"
-        )
+        supervisor.guard(f"control watch {key!r}", lambda: self._watch_control(producer))
         return producer, True
 
     async def _watch_control(self, producer: Producer) -> None:
         """Cancel signals for `producer`, set up off the start path: a signal missed in
         between is not lost, as the next write or lease refresh finds the stream ended."""
         try:
-            await self._fanout.add(producer.key, "control", producer.on_control)
+            await self._fanout.add(producer.key, "control", producer._on_control)
         except BackendUnavailableError as exc:
             logger.warning("stream %r: no cancel signals until a write: %s", producer.key, exc)
+
+    def _start_wind_up(self, producer: Producer) -> None:
+        self._require_supervisor().guard(f"wind-up {producer.key!r}", producer._wind_up)
 
     async def _forget(self, producer: Producer) -> None:
         """Run by the producer's own wind-up, so its end costs no task of its own."""
         if self._producers.get(producer.key) is producer:
             del self._producers[producer.key]
-        await self._fanout.remove(producer.key, "control", producer.on_control)
+        self._checking.discard(producer)
+        await self._fanout.remove(producer.key, "control", producer._on_control)
 
     def spawn(self, producer: Producer, run: Callable[[], Awaitable[None]]) -> None:
-        """Run `run` as the producer's task: owned by the hub, interrupted by cancel or stale."""
-        self._require_started().start_soon(
-            producer.run_task, run, name=f"streamhub producer {producer.key!r}"
+        """Run `run` as the producer's task: owned by the hub, interrupted by cancel or stale.
+
+        Whatever `run` raises ends this stream with an `error` event, and nothing else.
+        """
+
+        async def failed(exc: BaseException) -> None:
+            await producer.fail("The stream failed.", reason="failed")
+
+        self._require_supervisor().guard(
+            f"producer {producer.key!r}", lambda: producer._run_task(run), failed
         )
 
     def get(self, key: str) -> Producer | None:
@@ -264,7 +349,7 @@ class StreamHub:
         self, key: str, after: str | Cursor | None = None, *, max_queue: int | None = None
     ) -> Subscription:
         """Replay the events after `after` (a cursor or event id), then follow live."""
-        self._require_started()
+        self._require_supervisor()
         return Subscription(
             key=validate_key(key),
             after=coerce_cursor(after),
@@ -275,6 +360,7 @@ class StreamHub:
         )
 
     async def status(self, key: str) -> StreamStatus | None:
+        """The stream's state as storage holds it; None if there is no such stream."""
         (state,) = await self.backend.states([validate_key(key)])
         return None if state is None else stream_status(state)
 
@@ -286,25 +372,24 @@ class StreamHub:
             for key, state in zip(keys, states, strict=False)
         }
 
-    async def cancel(self, key: str, *, wait: float | None = None) -> CancelResult | None:
+    async def cancel(
+        self, key: str, *, generation: str | None = None, wait: float | None = None
+    ) -> CancelResult | None:
         """Cancel `key` wherever its producer runs; None if there is no such stream.
 
-        The `cancelled` event is stored at once; with `wait`, also wait up to that
-        many seconds for the producer to confirm it stopped.
+        The `cancelled` event is stored at once; with `wait`, also wait up to that many
+        seconds for the producer to confirm it stopped. With `generation`, only that
+        generation is cancelled: a stop that races the next turn leaves the next turn be.
         """
-        self._require_started()
+        self._require_supervisor()
         validate_key(key)
-        stopped = anyio.Event()
-
-        def on_control(note: Notification | Tick | None) -> None:
-            if isinstance(note, Control) and note.kind == "stopped":
-                stopped.set()
-
-        await self._fanout.add(key, "control", on_control)
+        stopped = _StopWatch()
+        if wait:
+            await self._fanout.add(key, "control", stopped.on_signal)
         try:
             cancelled, state = await self.backend.finish(
                 key,
-                generation=None,
+                generation=generation,
                 event="cancelled",
                 data=terminal_data(reason="cancelled"),
                 retention_ms=self.config.retention_ms,
@@ -312,11 +397,16 @@ class StreamHub:
             )
             if state is None:
                 return None
+            stopped.generation = state.generation
+            local = self._producers.get(key)
+            if cancelled and local is not None and local.generation == state.generation:
+                local._stop("cancelled")
             if wait and state.owner and not state.lease_expired:
                 with anyio.move_on_after(wait):
-                    await stopped.wait()
+                    await stopped.wait(local if local is not None else None)
         finally:
-            await self._fanout.remove(key, "control", on_control)
+            if wait:
+                await self._fanout.remove(key, "control", stopped.on_signal)
         (final,) = await self.backend.states([key])
         return CancelResult(key, cancelled, producer_stopped(final), stream_status(final or state))
 
@@ -324,3 +414,30 @@ class StreamHub:
         """Cancel `key` if it is running, then delete it; True if it existed."""
         await self.cancel(key)
         return await self.backend.remove(validate_key(key))
+
+
+class _StopWatch:
+    """Waits for the `stopped` signal of one generation, or for its local producer.
+
+    Signals are recorded by generation from before the cancel is sent, since the
+    generation is known only from its answer, and the signal may come first."""
+
+    def __init__(self) -> None:
+        self.generation: str | None = None
+        self._stopped: set[str] = set()
+        self._event = anyio.Event()
+
+    def on_signal(self, signal: Signal | Notification) -> None:
+        if isinstance(signal, Control) and signal.kind == "stopped":
+            self._stopped.add(signal.generation)
+            self._event.set()
+
+    async def wait(self, local: Producer | None) -> None:
+        if local is not None and local.generation == self.generation:
+            await local.wait()
+            return
+        while self.generation not in self._stopped:
+            event = self._event
+            await event.wait()
+            if event is self._event:
+                self._event = anyio.Event()

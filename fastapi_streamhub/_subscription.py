@@ -6,10 +6,15 @@ dropped and a gap sends the reader back to storage. While catching up, or before
 its reader starts, a full queue costs nothing (storage has it all); once live, a
 full queue means the reader is too slow and it is ended with
 `SubscriberLaggedError` (it can resume).
+
+Notifications arrive through `_on_signal`, a plain call made by the process's
+shared fan-out: it only records what happened and wakes the reader, which does
+all the work in its own task.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -19,22 +24,40 @@ import anyio
 
 from ._config import HubConfig
 from ._cursor import Cursor
-from ._errors import (
-    BackendUnavailableError,
-    InvalidCursorError,
-    SessionNotFoundError,
-    SubscriberLaggedError,
-)
+from ._errors import BackendUnavailableError, SessionNotFoundError, SubscriberLaggedError
 from ._events import StreamEvent, terminal_data
-from ._fanout import Fanout, Tick
+from ._fanout import Checked, Fanout, Signal
 from ._waiter import Waiter
-from .backends._base import Backend, EventBatch, Notification, SessionState
+from .backends._base import Backend, Control, EventBatch
 
 logger = logging.getLogger("fastapi_streamhub")
 
+_LOST = ("producer_lost", "The stream's producer was lost.")
+_UNAVAILABLE = ("unavailable", "The stream's storage is unavailable.")
+
+
+class Phase(enum.Enum):
+    """Where a subscription is in its life."""
+
+    NEW = "new"
+    """Created; the key and cursor are not checked yet."""
+    OPEN = "open"
+    """Checked; nothing read yet."""
+    CATCHING_UP = "catching_up"
+    """Reading storage: replaying, or after a gap or lost notifications."""
+    LIVE = "live"
+    """Following notifications as they come."""
+    ENDED = "ended"
+    """The terminal event (or an unstored `error`) was delivered: nothing more comes."""
+    CLOSED = "closed"
+    """Closed by its owner."""
+
 
 class Subscription:
-    """Events of one key after a cursor. Use `async with hub.subscribe(...) as sub`."""
+    """Events of one key after a cursor. Use `async with hub.subscribe(...) as sub`.
+
+    Iterating opens it if it is not open yet.
+    """
 
     def __init__(
         self,
@@ -52,49 +75,63 @@ class Subscription:
         self._fanout = fanout
         self._config = config
         self._max_queue = max_queue
+        self._phase = Phase.NEW
         self._generation = ""
         self._last = 0
         self._reset = False
-        self._exhausted = False
-        self._ended = False
-        self._catching_up = True
-        self._following = False
         self._queue: list[StreamEvent] = []
         self._lagged = False
-        self._lost = False
-        self._heard = False
-        self._check_due = False
+        self._ending: tuple[str, str] | None = None
+        self._check: Checked | None = None
+        self._following = False
         self._wakeup: Waiter | None = None
         self._iterator: AsyncIterator[list[StreamEvent]] | None = None
         self._unavailable_since: float | None = None
 
     @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    @property
     def exhausted(self) -> bool:
         """True when the cursor is the terminal event of a finished stream: nothing to send."""
-        return self._exhausted
+        return self._phase is Phase.ENDED and self._iterator is None
 
     @property
     def generation(self) -> str:
+        """The generation this subscription reads (known once it is open)."""
         return self._generation
 
     async def open(self) -> Subscription:
-        """Check the key and the cursor (the errors an HTTP layer maps to 404 and 400)."""
+        """Check the key and the cursor.
+
+        A cursor of another generation gets `reset`, then the current one from its
+        start. So does a cursor beyond what storage holds of a generation that has
+        ended (a failover lost the tail its client saw); while the generation runs,
+        such a cursor waits for its producer to write that far again.
+
+        Raises:
+            SessionNotFoundError: no stream under the key (HTTP 404).
+            BackendUnavailableError: storage did not answer (HTTP 503).
+        """
+        if self._phase is not Phase.NEW:
+            return self
         (state,) = await self._backend.states([self.key])
         if state is None:
             raise SessionNotFoundError(self.key)
         self._generation = state.generation
+        self._phase = Phase.OPEN
         after = self._after
         if after is None:
             return self
-        if after.generation != state.generation:
+        if after.generation != state.generation or (
+            after.seq > state.last_seq and state.status != "active"
+        ):
             self._reset = True
-        elif after.seq > state.last_seq:
-            raise InvalidCursorError(
-                f"cursor {after} is ahead of the stream, which has {state.last_seq} events"
-            )
         else:
             self._last = after.seq
-            self._exhausted = state.status != "active" and after.seq == state.last_seq
+            if state.status != "active" and after.seq == state.last_seq:
+                self._phase = Phase.ENDED
         return self
 
     def opened_at_start(self, generation: str) -> Subscription:
@@ -104,9 +141,10 @@ class Subscription:
         this subscription live, so it starts without reading storage at all.
         """
         self._generation = generation
-        if self._fanout.follow_local(self.key, generation, self._on_note):
+        self._phase = Phase.OPEN
+        if self._fanout.follow_local(self.key, generation, self._on_signal):
             self._following = True
-            self._catching_up = False
+            self._phase = Phase.LIVE
         return self
 
     async def __aenter__(self) -> Subscription:
@@ -121,12 +159,17 @@ class Subscription:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._iterator is None and self._following:
-            self._following = False
-            await self._fanout.unfollow(self.key, self._on_note)
+        """Stop following; safe to call twice."""
         if self._iterator is not None:
             iterator, self._iterator = self._iterator, None
             await iterator.aclose()  # type: ignore[attr-defined]
+        await self._unfollow()
+        self._phase = Phase.CLOSED
+
+    async def _unfollow(self) -> None:
+        if self._following:
+            self._following = False
+            await self._fanout.unfollow(self.key, self._generation, self._on_signal)
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
         return self._events()
@@ -143,83 +186,97 @@ class Subscription:
         return self._iterator
 
     async def _batches(self) -> AsyncIterator[list[StreamEvent]]:
-        if self._exhausted:
+        if self._phase is Phase.CLOSED:
+            raise RuntimeError("this subscription is closed")
+        await self.open()
+        if self._phase is Phase.ENDED:
             return
-        if not self._following:
-            await self._fanout.follow(self.key, self._generation, self._on_note)
-            self._following = True
         try:
+            if not self._following:
+                await self._fanout.follow(self.key, self._generation, self._on_signal)
+                self._following = True
+            if self._phase is Phase.OPEN:
+                self._phase = Phase.CATCHING_UP
             if self._reset:
-                yield [StreamEvent(self._generation, 0, "reset", self._reset_data())]
-            while not self._ended:
+                yield [self._reset_event()]
+            while self._phase is not Phase.ENDED:
                 batch = await self._next_batch()
                 if batch:
                     yield batch
         finally:
-            self._following = False
-            await self._fanout.unfollow(self.key, self._on_note)
+            await self._unfollow()
 
-    def _reset_data(self) -> str:
-        return terminal_data(generation=self._generation)
+    def _reset_event(self) -> StreamEvent:
+        """`reset`: the events after it are the generation from its start. Sent for a
+        cursor of another generation, and for one beyond a stream that ended below it."""
+        self._reset = False
+        self._last = 0
+        return StreamEvent(self._generation, 0, "reset", terminal_data(generation=self._generation))
 
-    def _on_note(self, note: Notification | Tick | None) -> None:
-        if isinstance(note, EventBatch):
-            self._heard = True
-            self._receive(note)
-        elif isinstance(note, Tick):
-            self._check_due = not self._heard
-            self._heard = False
-            if not self._check_due:
-                return
-        elif note is None:
-            self._catching_up = True
-        else:
-            self._lost = self._lost or note.generation == self._generation
+    def _on_signal(self, signal: Signal) -> None:
+        if isinstance(signal, EventBatch):
+            self._receive(signal)
+        elif isinstance(signal, Checked):
+            self._check = signal
+        elif isinstance(signal, Control):
+            if signal.kind == "lost" and signal.generation == self._generation:
+                self._ending = _UNAVAILABLE
+        elif self._phase is Phase.LIVE:
+            self._phase = Phase.CATCHING_UP
         if self._wakeup is not None:
             self._wakeup.set()
 
     def _receive(self, batch: EventBatch) -> None:
         if len(self._queue) + len(batch.events) <= self._max_queue:
             self._queue.extend(batch.events)
-        elif self._catching_up or self._iterator is None:
+        elif self._phase is not Phase.LIVE or self._iterator is None:
             self._queue.clear()
-            self._catching_up = True
+            if self._phase is Phase.LIVE:
+                self._phase = Phase.CATCHING_UP
         else:
             self._lagged = True
 
     async def _next_batch(self) -> list[StreamEvent]:
-        if not (self._queue or self._check_due or self._lagged or self._lost or self._catching_up):
+        if not (
+            self._queue
+            or self._lagged
+            or self._ending
+            or self._check
+            or self._phase is Phase.CATCHING_UP
+        ):
             self._wakeup = Waiter()
             await self._wakeup.wait()
             self._wakeup = None
         if self._lagged:
             raise SubscriberLaggedError(self.key, self._max_queue)
-        if self._lost:
-            return self._synthetic_end("unavailable", "The stream's storage is unavailable.")
-        if self._catching_up:
+        if self._ending is not None:
+            return self._synthetic_end(*self._ending)
+        if self._phase is Phase.CATCHING_UP:
             return await self._catch_up()
         if self._queue:
             return self._take_live()
-        if self._check_due:
-            self._check_due = False
-            return await self._check_producer()
+        if self._check is not None:
+            checked, self._check = self._check, None
+            return self._checked(checked)
         return []
 
     def _take_live(self) -> list[StreamEvent]:
         """The queued events that continue the stream: repeats are dropped (a retried
-        write is notified again), and a gap sends the reader to storage for the rest."""
+        write is notified again), and a gap sends the reader to storage for the rest.
+        Events of another generation, or a terminal event at or below the cursor (the
+        stream ended below it, after a failover), need a look at storage."""
         queued, self._queue = self._queue, []
-        if queued[0].generation != self._generation:
-            self._catching_up = True
-            return []
         fresh: list[StreamEvent] = []
         expected = self._last + 1
         for event in queued:
+            if event.generation != self._generation or event.seq > expected:
+                self._phase = Phase.CATCHING_UP
+                break
             if event.seq == expected:
                 fresh.append(event)
                 expected += 1
-            elif event.seq > expected:
-                self._catching_up = True
+            elif event.terminal:
+                self._phase = Phase.CATCHING_UP
                 break
         return self._accept(fresh)
 
@@ -227,7 +284,7 @@ class Subscription:
         for index, event in enumerate(events):
             if event.terminal:
                 events = events[: index + 1]
-                self._ended = True
+                self._phase = Phase.ENDED
                 break
         if events:
             self._last = events[-1].seq
@@ -237,60 +294,54 @@ class Subscription:
         self._queue = [e for e in self._queue if e.seq > self._last]
         limit = self._config.replay_batch
         try:
-            events = await self._backend.read(
+            page = await self._backend.read(
                 self.key, generation=self._generation, after_seq=self._last, limit=limit
             )
         except BackendUnavailableError:
             return await self._wait_for_backend()
         self._unavailable_since = None
-        if events is None:
-            return self._superseded()
-        if len(events) < limit:
-            self._catching_up = False
-        return self._accept(events)
+        if page is None:
+            return self._synthetic_end(*_LOST)
+        if page.ended and page.last_seq < self._last:
+            return [self._reset_event()]
+        if len(page.events) < limit:
+            self._phase = Phase.LIVE
+        return self._accept(page.events)
 
-    async def _check_producer(self) -> list[StreamEvent]:
-        """Idle: make sure the producer is alive, and read anything a lost notification hid."""
-        try:
-            (state,) = await self._backend.states([self.key])
-            if self._lapsed(state):
-                await self._backend.finish(
-                    self.key,
-                    generation=self._generation,
-                    event="error",
-                    data=terminal_data(
-                        message="The stream's producer was lost.", reason="producer_lost"
-                    ),
-                    retention_ms=self._config.retention_ms,
-                    only_if_lapsed=True,
-                )
-        except BackendUnavailableError:
-            return await self._wait_for_backend()
-        self._catching_up = True
+    def _checked(self, checked: Checked) -> list[StreamEvent]:
+        """An idle check: anything but "still running, nothing new" is read from storage."""
+        if not checked.reachable:
+            return self._storage_away()
+        self._unavailable_since = None
+        state = checked.state
+        if (
+            state is None
+            or state.generation != self._generation
+            or state.last_seq != self._last
+            or state.status != "active"
+        ):
+            self._phase = Phase.CATCHING_UP
         return []
 
-    def _lapsed(self, state: SessionState | None) -> bool:
-        return (
-            state is not None
-            and state.generation == self._generation
-            and state.status == "active"
-            and state.lease_expired
-        )
-
-    async def _wait_for_backend(self) -> list[StreamEvent]:
+    def _storage_away(self) -> list[StreamEvent]:
         now = time.monotonic()
         if self._unavailable_since is None:
             self._unavailable_since = now
-        if now - self._unavailable_since >= self._config.write_deadline_s:
-            return self._synthetic_end("unavailable", "The stream's storage is unavailable.")
-        await anyio.sleep(min(self._config.idle_check_s, 0.5))
+        elif now - self._unavailable_since >= self._config.write_deadline_s:
+            return self._synthetic_end(*_UNAVAILABLE)
         return []
 
-    def _superseded(self) -> list[StreamEvent]:
-        return self._synthetic_end("producer_lost", "The stream's producer was lost.")
+    async def _wait_for_backend(self) -> list[StreamEvent]:
+        ended = self._storage_away()
+        if not ended:
+            await anyio.sleep(min(self._config.idle_check_s, 0.5))
+        return ended
 
     def _synthetic_end(self, reason: str, message: str) -> list[StreamEvent]:
         """An `error` that is not stored; it repeats the last cursor, so resuming loses nothing."""
-        self._ended = True
+        self._phase = Phase.ENDED
         data = terminal_data(message=message, reason=reason)
         return [StreamEvent(self._generation, self._last, "error", data)]
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self.key!r} {self._phase.value} at {self._generation}:{self._last}>"

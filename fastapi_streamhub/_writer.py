@@ -3,10 +3,13 @@
 `publish` only buffers and wakes the writer. The writer takes what every producer
 has buffered (up to `max_batch` events each) and stores it all in one backend
 call, so one round trip carries many events of many streams under load and one
-event when idle. Writes that fail because storage is away go back to the front
-of their producer's buffer and are retried with backoff; seqs make that safe.
-After each round the writer lets the readers it woke run, even when storage
-answered without suspending (the memory backend), so none of them falls behind.
+event when idle. A round is bounded (`max_round_events`, `max_round_bytes`): after
+an outage every producer holds a full buffer, and one unbounded call would hold
+Redis for a second or more. Producers left out of a round go first in the next.
+Writes that fail because storage is away go back to the front of their producer's
+buffer and are retried with backoff; seqs make that safe. After each round the
+writer lets the readers it woke run, even when storage answered without
+suspending (the memory backend), so none of them falls behind.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.lowlevel
 
+from ._config import HubConfig
 from ._errors import BackendUnavailableError
 from ._waiter import Waiter
-from .backends._base import Append, Backend
+from .backends._base import Append, AppendOutcome, Backend
 
 if TYPE_CHECKING:
     from ._producer import Producer
@@ -29,15 +33,15 @@ logger = logging.getLogger("fastapi_streamhub")
 
 _MAX_BACKOFF_S = 1.0
 
-Spawn = Callable[..., object]
-"""`TaskGroup.start_soon`; given a `name`, it need not work one out (12 µs per task)."""
+WindUp = Callable[["Producer"], None]
+"""Starts a stopped producer's wind-up as a task of its own."""
 
 
 class Writer:
-    def __init__(self, backend: Backend, *, retention_ms: int, spawn: Spawn) -> None:
+    def __init__(self, backend: Backend, config: HubConfig, *, wind_up: WindUp) -> None:
         self._backend = backend
-        self._retention_ms = retention_ms
-        self._spawn = spawn
+        self._config = config
+        self._wind_up = wind_up
         self._dirty: dict[Producer, None] = {}
         self._wakeup: Waiter | None = None
 
@@ -55,8 +59,7 @@ class Writer:
                 self._wakeup = Waiter()
                 await self._wakeup.wait()
                 continue
-            producers, self._dirty = list(self._dirty), {}
-            writes = [(p, w) for p in producers if (w := self._take(p)) is not None]
+            writes = self._take_round()
             if writes and not await self._store(writes):
                 backoff = min(max(backoff * 2, 0.05), _MAX_BACKOFF_S)
                 await anyio.sleep(backoff)
@@ -64,28 +67,42 @@ class Writer:
                 backoff = 0.0
                 await anyio.lowlevel.checkpoint()
 
-    def _take(self, producer: Producer) -> Append | None:
-        if producer.stop_reason is not None:
-            self._spawn(producer.wind_up, name=f"streamhub wind-up {producer.key!r}")
-            return None
-        return producer.take_write()
+    def _take_round(self) -> list[tuple[Producer, Append]]:
+        """One write from each producer with something to store, within the round's bounds."""
+        producers, self._dirty = list(self._dirty), {}
+        events_left = self._config.max_round_events
+        chars_left = self._config.max_round_bytes
+        writes: list[tuple[Producer, Append]] = []
+        for index, producer in enumerate(producers):
+            if events_left <= 0 or chars_left <= 0:
+                self._dirty = {**dict.fromkeys(producers[index:]), **self._dirty}
+                break
+            if producer.stop_reason is not None:
+                self._wind_up(producer)
+                continue
+            write = producer._take_write(events_left, chars_left)
+            if write is not None:
+                writes.append((producer, write))
+                events_left -= len(write.events)
+                chars_left -= sum(len(event.data) for event in write.events)
+        return writes
 
     async def _store(self, writes: list[tuple[Producer, Append]]) -> bool:
         """Store a round of writes; False if storage was unavailable."""
         try:
-            outcomes = await self._backend.append_many(
-                [write for _, write in writes], retention_ms=self._retention_ms
+            outcomes: list[AppendOutcome] = await self._backend.append_many(
+                [write for _, write in writes], retention_ms=self._config.retention_ms
             )
         except BackendUnavailableError as exc:
             for producer, write in writes:
-                producer.write_failed(write, exc)
+                producer._write_failed(write, exc)
                 self.wake(producer)
             return False
         except Exception:
-            logger.exception("storing events failed; stopping the producers of this round")
-            outcomes = ["error"] * len(writes)
+            logger.exception("storing a round of writes failed; ending the streams of the round")
+            outcomes = ["failed"] * len(writes)
         for (producer, write), outcome in zip(writes, outcomes, strict=True):
-            producer.written(write, outcome)
-            if producer.has_work:
+            producer._written(write, outcome)
+            if producer._has_work:
                 self.wake(producer)
-        return True
+        return any(outcome != "unavailable" for outcome in outcomes)

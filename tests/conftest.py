@@ -13,15 +13,16 @@ import pytest
 from fastapi_streamhub import StreamHub
 from fastapi_streamhub.backends import Backend, MemoryBackend
 from fastapi_streamhub.backends.redis import RedisBackend
+from fastapi_streamhub.backends.redis_cluster import RedisClusterBackend
 
 pytest_plugins = ("tests.support.fixtures",)
 
 # ----------------------------------------------------------------------------------------
-# Hub fixtures, parametrised over the memory and redis backends (owned by the lead).
+# Hub fixtures, parametrised over the memory, Redis and Redis Cluster backends.
 # ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def backend_kind(request: pytest.FixtureRequest) -> str:
     """Every test that uses a hub or a backend runs once per backend."""
     return str(request.param)
@@ -32,6 +33,9 @@ def make_backend(backend_kind: str, request: pytest.FixtureRequest) -> Callable[
     def make() -> Backend:
         if backend_kind == "redis":
             return RedisBackend.from_url(request.getfixturevalue("redis_url"))
+        if backend_kind == "cluster":
+            cluster = request.getfixturevalue("shared_redis_cluster")
+            return RedisClusterBackend.from_url(cluster.url)
         return MemoryBackend()
 
     return make

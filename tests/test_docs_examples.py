@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -16,6 +17,7 @@ import anyio
 import pytest
 
 import fastapi_streamhub
+from tests.support.uvicorn_server import UvicornServer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "docs" / "examples"
@@ -32,7 +34,14 @@ def load(name: str) -> ModuleType:
 
 
 def test_the_examples_are_all_here() -> None:
-    assert NAMES == ["cancel", "fastapi_app", "publish_subscribe", "quickstart"]
+    assert NAMES == [
+        "cancel",
+        "client",
+        "fastapi_app",
+        "openai_chat",
+        "publish_subscribe",
+        "quickstart",
+    ]
     for name in NAMES:
         assert (EXAMPLES / f"{name}.out").is_file(), f"{name}.py has no expected output"
 
@@ -40,8 +49,16 @@ def test_the_examples_are_all_here() -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("name", NAMES)
 async def test_example_prints_what_the_docs_show(
-    name: str, capsys: pytest.CaptureFixture[str]
+    name: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    make_uvicorn_server: Callable[..., UvicornServer],
 ) -> None:
+    if name == "openai_chat":  # its model: a local OpenAI-compatible server, scripted
+        upstream = make_uvicorn_server("tests.apps.fake_openai_v2:app")
+        monkeypatch.setenv("OPENAI_BASE_URL", f"{upstream.base_url}/v1")
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-local")
+        monkeypatch.setenv("OPENAI_MODEL", "weather")
     module = load(name)
     with anyio.fail_after(10):
         await module.main()

@@ -4,13 +4,19 @@ or a stopped chat would go on costing tokens)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
+import httpx
 import pytest
 
 from example_app.llm import simulated_answer
-from example_app.settings import Settings
+from example_app.settings import Settings, mask_password
+from tests.support._process import REPO_ROOT, child_env
+from tests.support._server import ChildServer
 from tests.support.polling import eventually
+from tests.support.redis_server import RedisServer
 from tests.support.sse import read_events
 from tests.support.uvicorn_server import UvicornServer
 
@@ -36,6 +42,70 @@ def test_settings_come_from_the_environment() -> None:
     assert Settings.from_env(env) == Settings(
         redis_url="redis://127.0.0.1:6390/0", port=9000, tokens_per_s=2.5, openai_model="some-model"
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://:s3cret@redis:6379/0", "redis://:****@redis:6379/0"),
+        ("rediss://app:p%40ss@redis.example:6380/1", "rediss://app:****@redis.example:6380/1"),
+        (
+            "redis+sentinel://:pw@s1:26379,s2:26379/mymaster/0",
+            "redis+sentinel://:****@s1:26379,s2:26379/mymaster/0",
+        ),
+        ("unix:///run/redis.sock?db=2&password=pw", "unix:///run/redis.sock?db=2&password=****"),
+        ("redis://user@redis:6379", "redis://user@redis:6379"),
+    ],
+)
+def test_the_backend_is_described_without_its_password(url: str, masked: str) -> None:
+    assert mask_password(url) == masked
+    assert Settings(redis_url=url).describe_backend() == f"in Redis at {masked}"
+    assert Settings().describe_backend().startswith("in memory")
+
+
+class ExampleAppMain(ChildServer):
+    """`python -m example_app`, as `make run` and `make demo` start it (uvicorn's own
+    command line would not set up the app's logging)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        super().__init__("example_app", startup_timeout_s=20.0)
+        self.env = env
+
+    def _argv(self) -> list[str]:
+        return [sys.executable, "-m", "example_app"]
+
+    def _env(self) -> dict[str, str]:
+        extra = {"HOST": "127.0.0.1", "PORT": str(self.port), "PYTHONUNBUFFERED": "1"}
+        return child_env({**extra, **self.env}, drop_prefix="STREAMHUB_")
+
+    def _cwd(self) -> Path:
+        return REPO_ROOT
+
+    def _ready(self) -> bool:
+        try:
+            httpx.get(f"http://127.0.0.1:{self.port}/openapi.json", trust_env=False, timeout=1.0)
+        except httpx.TransportError:
+            return False
+        return True
+
+
+def test_the_app_logs_where_it_keeps_its_streams(
+    make_redis_server: Callable[..., RedisServer],
+) -> None:
+    redis = make_redis_server(extra_args=["--user", "app", "on", ">s3cret", "~*", "&*", "+@all"])
+    url = f"redis://app:s3cret@127.0.0.1:{redis.port}/0"
+    with ExampleAppMain({"STREAMHUB_REDIS_URL": url}) as on_redis, ExampleAppMain({}) as in_memory:
+        status = httpx.get(f"http://127.0.0.1:{on_redis.port}/chat/1/status", trust_env=False)
+        assert status.status_code == 404, status.text  # Redis let the app in
+        with redis.sync_client() as client:
+            assert "app" in {connection["user"] for connection in client.client_list()}
+        logs = on_redis.logs()
+        line = f"INFO:     Streams are kept in Redis at redis://app:****@127.0.0.1:{redis.port}/0\n"
+        assert line in logs, logs
+        assert "s3cret" not in logs
+        memory_line = "INFO:     Streams are kept in memory (set STREAMHUB_REDIS_URL"
+        assert memory_line in in_memory.logs(), in_memory.logs()
 
 
 @pytest.mark.anyio

@@ -118,7 +118,9 @@ async def test_cursor_of_an_older_generation_gets_reset(hub: StreamHub) -> None:
     assert got[0].value == {"generation": new.generation}
 
 
-async def test_terminal_cursor_is_exhausted_and_bad_cursors_are_refused(hub: StreamHub) -> None:
+async def test_terminal_cursor_is_exhausted_a_lost_one_reset_and_bad_ones_refused(
+    hub: StreamHub,
+) -> None:
     key = fresh_key()
     producer, _ = await hub.register(key)
     await producer.publish("a")
@@ -126,8 +128,8 @@ async def test_terminal_cursor_is_exhausted_and_bad_cursors_are_refused(hub: Str
     finished = hub.subscribe(key, after=f"{producer.generation}:2")
     assert (await finished.open()).exhausted
     assert [e async for e in finished] == []
-    with pytest.raises(InvalidCursorError, match="ahead"):
-        await hub.subscribe(key, after=f"{producer.generation}:3").open()
+    ahead = [(e.seq, e.event) async for e in hub.subscribe(key, after=f"{producer.generation}:3")]
+    assert ahead == [(0, "reset"), (1, None), (2, "done")], "a cursor storage lost is reset"
     for bad in ["", "nocolon", "g:-1", "g:01", "g:1.5", "a b:1", "g:" + "9" * 19, "x" * 70 + ":1"]:
         with pytest.raises(InvalidCursorError):
             hub.subscribe(key, after=bad)
@@ -211,6 +213,7 @@ async def _claim_elsewhere(hub: StreamHub, key: str) -> tuple[Producer, bool]:
         fanout=hub._fanout,
         config=hub.config,
         on_finished=_nothing_to_forget,
+        on_hint=lambda producer: None,
     )
     return producer, created
 
@@ -353,8 +356,8 @@ async def test_a_notification_repeated_by_a_retried_write_is_sent_once(hub: Stre
         def event(seq: int) -> StreamEvent:
             return StreamEvent(generation, seq, None, f'"{seq}"')
 
-        subscription._on_note(EventBatch([event(2), event(3)]))
-        subscription._on_note(EventBatch([event(2), event(3), event(4)]))
+        subscription._on_signal(EventBatch([event(2), event(3)]))
+        subscription._on_signal(EventBatch([event(2), event(3), event(4)]))
         assert [e.seq for e in await iterator.__anext__()] == [2, 3, 4]
     await producer.close()
 

@@ -1,7 +1,8 @@
 """The quickstart: a resumable chat endpoint on the in-memory backend.
 
-Serve it with `uvicorn quickstart:app --app-dir docs/examples`, or run this file:
-`main()` starts the app in-process and prints what an HTTP client receives.
+Serve it with `make quickstart` (port 8010), or run this file
+(`.venv/bin/python docs/examples/quickstart.py`): `main()` starts the app in-process and
+prints what an HTTP client receives.
 """
 
 # --8<-- [start:app]

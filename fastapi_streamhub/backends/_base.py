@@ -14,14 +14,30 @@ from typing import Literal, Protocol
 
 from .._events import Status, StreamEvent
 
-WriteOutcome = Literal["ok", "stale", "done", "error", "cancelled"]
-"""`ok`, or why the write was refused: another generation owns the key, or it has ended."""
+WriteOutcome = Literal["ok", "stale", "done", "error", "cancelled", "unavailable", "failed"]
+"""`ok`, or why the write was refused: another generation owns the key (`stale`), it has
+ended (`done`, `error`, `cancelled`), storage refused it for now and a retry may succeed
+(`unavailable`: out of memory, a read-only replica, a failover), or storage refused it
+for good (`failed`: a bug, or a key of the wrong type)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Storage holds fewer events than the write assumes: a failover lost the tail that
+    had not reached the replica. `last_seq` is what storage still has."""
+
+    last_seq: int
+
+
+AppendOutcome = WriteOutcome | Gap
 
 ChannelKind = Literal["events", "control"]
 
 
 @dataclass(frozen=True, slots=True)
 class SessionState:
+    """A session as storage holds it; `lease_expired` is measured on storage's clock."""
+
     key: str
     status: Status
     generation: str
@@ -39,6 +55,17 @@ class Append:
     generation: str
     events: Sequence[StreamEvent]
     metadata: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Events read from storage, and where the stream stood as they were read: a reader
+    whose cursor is beyond `last_seq` of a stream that has `ended` saw a tail that a
+    failover lost."""
+
+    events: list[StreamEvent]
+    last_seq: int
+    ended: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +92,15 @@ class Control:
     generation: str
 
 
-Notification = EventBatch | Control
+@dataclass(frozen=True, slots=True)
+class StorageHint:
+    """Something changed that the notification does not carry (events too large to
+    carry, or a message this release cannot read): whoever listens reads storage."""
+
+
+STORAGE_HINT = StorageHint()
+
+Notification = EventBatch | Control | StorageHint
 NotificationHandler = Callable[[str, Notification], None]
 ResyncHandler = Callable[[], None]
 
@@ -74,10 +109,22 @@ class Backend(Protocol):
     """What the hub needs from storage. Both implementations pass one contract suite."""
 
     async def open(self, on_notification: NotificationHandler, on_resync: ResyncHandler) -> None:
-        """Start delivering notifications; `on_resync` is called when some may have been lost."""
+        """Prepare to deliver notifications; `on_resync` is called when some may have been
+        lost. Storage being away is no reason to fail: later calls retry."""
+
+    async def run(self) -> None:
+        """Deliver notifications until cancelled. Raises when delivery broke; the hub then
+        runs it again, and it subscribes again to everything watched and resyncs."""
+
+    async def ping(self) -> None:
+        """Return once storage answers.
+
+        Raises:
+            BackendUnavailableError: it did not.
+        """
 
     async def aclose(self) -> None:
-        """Release connections and tasks; safe to call twice."""
+        """Release connections; safe to call twice."""
 
     async def watch(self, key: str, kind: ChannelKind) -> None:
         """Deliver notifications of `key`; returns once delivery is guaranteed."""
@@ -92,7 +139,7 @@ class Backend(Protocol):
 
     async def append_many(
         self, writes: Sequence[Append], *, retention_ms: int
-    ) -> list[WriteOutcome]:
+    ) -> list[AppendOutcome]:
         """Store each write (seqs already stored are skipped) and notify; a terminal ends it.
 
         Raises:
@@ -117,11 +164,10 @@ class Backend(Protocol):
         """End an active session from outside its producer (cancel, lost producer)."""
 
     async def release(self, key: str, *, generation: str) -> None:
-        """Record that the producer has stopped, and tell whoever waits for it."""
+        """Record that the producer has stopped (its lease ends at once, so an `active`
+        session it leaves behind reads as lapsed), and tell whoever waits for it."""
 
-    async def read(
-        self, key: str, *, generation: str, after_seq: int, limit: int
-    ) -> list[StreamEvent] | None:
+    async def read(self, key: str, *, generation: str, after_seq: int, limit: int) -> Page | None:
         """Events after `after_seq`, or None if `generation` is no longer the key's."""
 
     async def states(self, keys: Sequence[str]) -> list[SessionState | None]:

@@ -1,10 +1,19 @@
 """The text of Pub/Sub notifications: newline-separated fields, parsed with one split.
 
-`E\\n<generation>\\n<first seq>\\n<name>\\n<data>...` carries appended events (a name
-of '' is an unnamed event); `C\\n<kind>\\n<generation>` a control message. Neither a
-generation, an event name nor compact JSON can contain a raw newline, so no
-escaping is needed. The events travel inside the notification, which spares
-every subscribing process a read per event.
+- `E\\n<generation>\\n<first seq>\\n<name>\\n<data>...`: appended events, carried whole
+  (a name of '' is an unnamed event);
+- `R\\n<generation>\\n<first seq>\\n<last seq>`: appended events too large to carry;
+- `C\\n<kind>\\n<generation>`: a control message (`cancel`, `stopped`).
+
+Neither a generation, an event name nor compact JSON can contain a raw newline, so no
+escaping is needed. The events travel inside the notification, which spares every
+subscribing process a read per event.
+
+The rule that lets two releases run side by side during a rolling deploy: a message
+that does not decode (another release's new kind, or garbage) is never an error. It
+decodes to a storage hint, and whoever receives it reads storage instead, which holds
+everything a notification could have said. So a release may add kinds freely; it may
+change an existing kind's fields only under a new letter.
 """
 
 from __future__ import annotations
@@ -12,7 +21,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .._events import StreamEvent
-from ._base import Control, EventBatch, Notification
+from ._base import STORAGE_HINT, Control, EventBatch, Notification
+
+_CONTROL_KINDS = frozenset({"cancel", "stopped"})
 
 
 def encode_events(generation: str, events: Sequence[StreamEvent]) -> str:
@@ -23,16 +34,24 @@ def encode_events(generation: str, events: Sequence[StreamEvent]) -> str:
     return "\n".join(parts)
 
 
-def decode(payload: str) -> Notification | None:
-    """The notification in `payload`, or None for text this library did not write."""
+def decode(payload: str) -> Notification:
+    """The notification in `payload`; a storage hint for anything it cannot read."""
     parts = payload.split("\n")
-    if parts[0] == "E" and len(parts) >= 5 and len(parts) % 2 == 1:
+    kind = parts[0]
+    if (
+        kind == "E"
+        and len(parts) >= 5
+        and len(parts) % 2 == 1
+        and parts[2].isascii()
+        and parts[2].isdigit()
+    ):
         generation, seq = parts[1], int(parts[2])
-        events = [
-            StreamEvent(generation, seq + i, parts[3 + 2 * i] or None, parts[4 + 2 * i])
-            for i in range((len(parts) - 3) // 2)
-        ]
-        return EventBatch(events)
-    if parts[0] == "C" and len(parts) == 3 and parts[1] in ("cancel", "stopped"):
+        return EventBatch(
+            [
+                StreamEvent(generation, seq + i, parts[3 + 2 * i] or None, parts[4 + 2 * i])
+                for i in range((len(parts) - 3) // 2)
+            ]
+        )
+    if kind == "C" and len(parts) == 3 and parts[1] in _CONTROL_KINDS:
         return Control(parts[1], parts[2])  # type: ignore[arg-type]
-    return None
+    return STORAGE_HINT

@@ -1,32 +1,55 @@
 """One Pub/Sub connection for every subscription of a process.
 
 Redis work per event does not grow with the number of subscribers: each process
-holds one channel subscription per watched key and fans out locally. A
-subscription is reported ready only once Redis has confirmed it, so nothing
-published after that can be missed. (Un)subscriptions requested together (two
-hundred streams starting at once) go out as one command. After a broken connection redis-py
-resubscribes; `on_resync` then tells the hub that notifications may have been
-lost in between, and readers catch up from the stream.
+holds one channel subscription per watched key and fans out locally.
+
+The listener keeps the set of channels the hub wants and makes the connection
+match it: a subscription is reported ready only once Redis has confirmed it, a
+confirmation for a channel nobody wants any more (its reader left while the
+SUBSCRIBE was in flight) is answered with an UNSUBSCRIBE, and (un)subscriptions
+requested together go out as one command. `run` is supervised by the hub: after
+any failure it starts over on a new connection, subscribes to everything wanted,
+and once Redis has confirmed all of it calls `on_resync`, since notifications
+may have been lost in between. A reconnection inside redis-py (its retry policy)
+is seen through the connection's connect callback and handled the same way. No
+message can stop it: one that fails to decode or to dispatch is logged and skipped.
+
+With `sharded=True` it holds sharded subscriptions (`SSUBSCRIBE`) on one node of a
+cluster; a `sunsubscribe` it did not ask for means the channel's slot left that
+node, and `on_moved` is told so that the channel can follow its slot.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections import defaultdict
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import Any, Protocol
 
+import anyio
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.asyncio.client import PubSub
+from redis.asyncio.connection import AbstractConnection
+
+from .._errors import BackendUnavailableError
+from ._redis_errors import is_transient
 
 logger = logging.getLogger("fastapi_streamhub")
 
-_SUBSCRIBE_TIMEOUT_S = 10.0
 _POLL_S = 1.0
-_MAX_BACKOFF_S = 1.0
+_MAX_BACKOFF_S = 2.0
+
+
+class Listener(Protocol):
+    """What the Redis backends need from their Pub/Sub side."""
+
+    async def subscribe(self, channel: str) -> None: ...
+
+    async def unsubscribe(self, channel: str) -> None: ...
+
+    async def run(self) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class PubSubListener:
@@ -35,94 +58,194 @@ class PubSubListener:
         client: Redis,
         on_message: Callable[[str, str], None],
         on_resync: Callable[[], None],
+        *,
+        confirm_timeout_s: float,
+        sharded: bool = False,
+        on_moved: Callable[[str], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
-        self._pubsub = client.pubsub()
+        self._client = client
+        self._sharded = sharded
+        self._on_moved = on_moved
+        self._on_lost = on_lost
         self._on_message = on_message
         self._on_resync = on_resync
-        self._waiting: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
-        self._subscribed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._requests: dict[str, bool] = {}
-        self._sender: asyncio.Task[None] | None = None
+        self._confirm_timeout_s = confirm_timeout_s
+        self._pubsub: PubSub | None = None
+        self._wanted: set[str] = set()
+        self._confirmed: set[str] = set()
+        self._waiting: dict[str, list[asyncio.Future[None]]] = {}
+        self._outbox: dict[str, bool] = {}
+        self._sending = False
+        self._resync_due = False
+        self._listened = False
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="streamhub-pubsub")
+    @property
+    def connected(self) -> bool:
+        return self._pubsub is not None
+
+    @property
+    def wanted(self) -> set[str]:
+        return self._wanted
 
     async def aclose(self) -> None:
-        for task in (self._task, self._sender):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._task = self._sender = None
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        """Nothing to release: the connection is closed when `run` ends."""
 
     async def subscribe(self, channel: str) -> None:
-        """Returns once Redis has confirmed the subscription."""
+        """Returns once Redis has confirmed the subscription.
+
+        Raises:
+            BackendUnavailableError: no confirmation within the bound.
+        """
+        self._wanted.add(channel)
+        if channel in self._confirmed:
+            return
         confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting[channel].append(confirmed)
-        self._request(channel, subscribe=True)
+        self._waiting.setdefault(channel, []).append(confirmed)
         try:
-            await asyncio.wait_for(asyncio.shield(confirmed), _SUBSCRIBE_TIMEOUT_S)
+            await self._request(channel, subscribe=True)
+            with anyio.fail_after(self._confirm_timeout_s):
+                await asyncio.shield(confirmed)
+        except TimeoutError:
+            raise BackendUnavailableError(
+                f"Redis did not confirm the subscription of {channel!r}"
+            ) from None
         finally:
-            waiting = self._waiting.get(channel)
-            if waiting and confirmed in waiting:
+            waiting = self._waiting.get(channel, [])
+            if confirmed in waiting:
                 waiting.remove(confirmed)
+            if not waiting:
+                self._waiting.pop(channel, None)
 
     async def unsubscribe(self, channel: str) -> None:
-        self._request(channel, subscribe=False)
+        self._wanted.discard(channel)
+        self._confirmed.discard(channel)
+        self._maybe_resync()
+        await self._request(channel, subscribe=False)
 
-    def _request(self, channel: str, *, subscribe: bool) -> None:
-        """Queue a (un)subscription; those queued together go out as one command."""
-        self._requests[channel] = subscribe
-        if self._sender is None:
-            self._sender = asyncio.create_task(self._send(), name="streamhub-subscribe")
+    async def _request(self, channel: str, *, subscribe: bool) -> None:
+        self._outbox[channel] = subscribe
+        await self._flush()
 
-    async def _send(self) -> None:
+    async def _flush(self) -> None:
+        """Whoever finds no send under way sends every queued change.
+
+        Shielded, so the changes of other callers go out even if this one is cancelled.
+        A send that fails is left to `run`, which starts over from what is wanted.
+        """
+        if self._sending or self._pubsub is None or not self._outbox:
+            return
+        self._sending = True
         try:
-            while self._requests:
-                requests, self._requests = self._requests, {}
-                wanted = [channel for channel, subscribe in requests.items() if subscribe]
-                unwanted = [channel for channel, subscribe in requests.items() if not subscribe]
-                try:
-                    if unwanted:
-                        await self._pubsub.unsubscribe(*unwanted)
-                    if wanted:
-                        await self._pubsub.subscribe(*wanted)
-                        self._subscribed.set()
-                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                    self._fail(wanted, exc)
+            with anyio.CancelScope(shield=True):
+                await self._send(self._pubsub)
         finally:
-            self._sender = None
+            self._sending = False
 
-    def _fail(self, channels: list[str], error: Exception) -> None:
-        for channel in channels:
-            for confirmed in self._waiting.pop(channel, []):
-                if not confirmed.done():
-                    confirmed.set_exception(error)
+    async def _send(self, pubsub: PubSub) -> None:
+        while self._outbox and pubsub is self._pubsub:
+            changes, self._outbox = self._outbox, {}
+            wanted = [c for c, subscribe in changes.items() if subscribe and c in self._wanted]
+            unwanted = [c for c, subscribe in changes.items() if not subscribe]
+            try:
+                if unwanted:
+                    await self._unsubscribe(pubsub, unwanted)
+                if wanted:
+                    await self._subscribe(pubsub, wanted)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                logger.warning("Pub/Sub (un)subscribe not sent (%s); the listener resyncs", exc)
+                return
 
-    async def _run(self) -> None:
+    async def _subscribe(self, pubsub: PubSub, channels: Collection[str]) -> None:
+        if self._sharded:
+            await pubsub.ssubscribe(*channels)
+        else:
+            await pubsub.subscribe(*channels)
+
+    async def _unsubscribe(self, pubsub: PubSub, channels: Collection[str]) -> None:
+        if self._sharded:
+            await pubsub.sunsubscribe(*channels)
+        else:
+            await pubsub.unsubscribe(*channels)
+
+    async def run(self) -> None:
+        """Listen until cancelled; a connection lost is replaced, anything else raises."""
         backoff = 0.0
         while True:
-            await self._subscribed.wait()
             try:
-                message = await self._pubsub.get_message(timeout=_POLL_S)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                await self._listen()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
                 backoff = min(max(backoff * 2, 0.05), _MAX_BACKOFF_S)
                 logger.warning("Pub/Sub connection lost (%s); reconnecting", exc)
-                await asyncio.sleep(backoff)
-                continue
-            if backoff:
-                backoff = 0.0
-                self._on_resync()
-            if message is not None:
-                self._dispatch(message)
+                if self._on_lost is not None:
+                    self._on_lost()
+                await anyio.sleep(backoff)
 
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        kind, channel = message["type"], message["channel"]
-        if kind == "message":
-            self._on_message(channel, message["data"])
-        elif kind == "subscribe":
-            for confirmed in self._waiting.pop(channel, []):
-                if not confirmed.done():
-                    confirmed.set_result(None)
+    async def _listen(self) -> None:
+        pubsub = self._client.pubsub()
+        try:
+            await pubsub.connect()  # type: ignore[no-untyped-call]
+            connection = pubsub.connection
+            if connection is not None:
+                connection.register_connect_callback(self._on_connect)
+            self._pubsub = pubsub
+            self._outbox.clear()
+            self._resync_due, self._listened = self._listened, True
+            if self._wanted:
+                await self._subscribe(pubsub, self._wanted)
+            self._maybe_resync()
+            while True:
+                message = await pubsub.get_message(timeout=_POLL_S)
+                if message is not None:
+                    self._handle(message)
+                    await self._flush()
+        finally:
+            self._pubsub = None
+            self._confirmed.clear()
+            with anyio.CancelScope(shield=True):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _on_connect(self, connection: AbstractConnection) -> None:
+        """A reconnection inside redis-py (registered after the first connection): it
+        subscribes again by itself, but notifications may have been lost meanwhile."""
+        self._confirmed.clear()
+        self._resync_due = True
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        try:
+            kind, channel = message["type"], message["channel"]
+            if kind in ("message", "smessage"):
+                self._on_message(channel, message["data"])
+            elif kind in ("subscribe", "ssubscribe"):
+                self._confirm(channel)
+            elif kind == "sunsubscribe" and channel in self._wanted:
+                self._moved(channel)
+        except Exception:
+            logger.exception("a Pub/Sub message could not be handled; skipped: %r", message)
+
+    def _confirm(self, channel: str) -> None:
+        if channel not in self._wanted:
+            self._outbox[channel] = False
+            return
+        self._confirmed.add(channel)
+        for confirmed in self._waiting.pop(channel, []):
+            if not confirmed.done():
+                confirmed.set_result(None)
+        self._maybe_resync()
+
+    def _moved(self, channel: str) -> None:
+        """Redis dropped a sharded subscription it was not asked to: the slot moved."""
+        self._confirmed.discard(channel)
+        if self._on_moved is not None:
+            self._on_moved(channel)
+
+    def _maybe_resync(self) -> None:
+        """After a reconnection, once everything wanted is confirmed again: from then on
+        nothing is missed, so readers catch up from storage once, now."""
+        if self._resync_due and self._wanted <= self._confirmed:
+            self._resync_due = False
+            self._on_resync()

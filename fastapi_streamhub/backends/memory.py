@@ -12,14 +12,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import anyio
+
 from .._events import TERMINAL_EVENTS, Status, StreamEvent
 from ._base import (
     Append,
+    AppendOutcome,
     ChannelKind,
     Control,
     EventBatch,
+    Gap,
     Lease,
     NotificationHandler,
+    Page,
     ResyncHandler,
     SessionState,
     WriteOutcome,
@@ -54,6 +59,12 @@ class MemoryBackend:
 
     async def open(self, on_notification: NotificationHandler, on_resync: ResyncHandler) -> None:
         self._notify = on_notification
+
+    async def run(self) -> None:
+        await anyio.sleep_forever()
+
+    async def ping(self) -> None:
+        return None
 
     async def aclose(self) -> None:
         self._notify = None
@@ -116,10 +127,10 @@ class MemoryBackend:
 
     async def append_many(
         self, writes: Sequence[Append], *, retention_ms: int
-    ) -> list[WriteOutcome]:
+    ) -> list[AppendOutcome]:
         return [self._append(write, retention_ms) for write in writes]
 
-    def _append(self, write: Append, retention_ms: int) -> WriteOutcome:
+    def _append(self, write: Append, retention_ms: int) -> AppendOutcome:
         key, events, metadata = write.key, write.events, write.metadata
         session, outcome = self._writable(key, write.generation)
         if session is None:
@@ -129,7 +140,7 @@ class MemoryBackend:
             events if not events or events[0].seq > last else [e for e in events if e.seq > last]
         )
         if fresh and fresh[0].seq != session.last_seq + 1:
-            raise ValueError(f"gap in appended events: {fresh[0].seq} after {session.last_seq}")
+            return Gap(session.last_seq)
         session.events.extend(fresh)
         if metadata is not None:
             session.metadata = metadata
@@ -187,15 +198,15 @@ class MemoryBackend:
         session = self._live(key)
         if session is not None and session.generation == generation:
             session.owner = ""
+            session.lease_until = 0.0
         self._deliver(key, "control", Control("stopped", generation))
 
-    async def read(
-        self, key: str, *, generation: str, after_seq: int, limit: int
-    ) -> list[StreamEvent] | None:
+    async def read(self, key: str, *, generation: str, after_seq: int, limit: int) -> Page | None:
         session = self._live(key)
         if session is None or session.generation != generation:
             return None
-        return session.events[after_seq : after_seq + limit]
+        events = session.events[after_seq : after_seq + limit]
+        return Page(events, session.last_seq, session.status != "active")
 
     async def states(self, keys: Sequence[str]) -> list[SessionState | None]:
         result: list[SessionState | None] = []

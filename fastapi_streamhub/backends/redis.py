@@ -3,26 +3,19 @@ state change, one Pub/Sub connection per process for notifications.
 
 Each script checks the generation, so a producer that lost its key cannot write.
 Stream entry ids are `<seq>-0`: a retried append of a seq already stored is
-skipped, never stored twice.
+skipped, never stored twice. Everything goes through redis-py's public client
+(commands, pipelines, `PubSub`), so its reconnection, health checks and, on a
+cluster, its routing apply; failures are sorted by `_redis_errors`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
-from importlib import resources
+from collections.abc import Sequence
 from typing import Any, Literal, cast
 
-import anyio
-import anyio.lowlevel
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
-from redis.commands.core import AsyncScript
-from redis.exceptions import BusyLoadingError, NoScriptError, ReadOnlyError, ResponseError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import NoScriptError
 
 from .._errors import BackendUnavailableError
 from .._events import Status, StreamEvent
@@ -30,80 +23,52 @@ from .._keys import KeySpace
 from . import _codec
 from ._base import (
     Append,
+    AppendOutcome,
     ChannelKind,
+    Gap,
     Lease,
     NotificationHandler,
+    Page,
     ResyncHandler,
     SessionState,
     WriteOutcome,
 )
-from ._pubsub import PubSubListener
+from ._gathering import Gathering
+from ._pubsub import Listener, PubSubListener
+from ._redis_errors import is_transient, is_transient_message, unavailable_as_error
+from ._scripts import Call, Client, Scripts
 from ._urls import client_from_url
 
 logger = logging.getLogger("fastapi_streamhub")
 
-_SCRIPTS = ("claim", "append", "refresh", "finish", "release", "read", "state")
-_MAX_CACHED_PARTS = 4096
+_OUTCOMES = frozenset({"ok", "stale", "done", "error", "cancelled"})
 
 
-async def _reply(connection: AbstractConnection) -> Any:
-    try:
-        return await connection.read_response(timeout=math.inf)
-    except ResponseError as exc:
-        return exc
+def _outcome(key: str, reply: Any) -> AppendOutcome:
+    """A refused write ends only its own stream; one refused for now is retried."""
+    text = str(reply)
+    if text in _OUTCOMES:
+        return cast("WriteOutcome", text)
+    if text.startswith("gap:"):
+        return Gap(int(text[4:]))
+    message = text.removeprefix("error:")
+    if is_transient_message(message):
+        return "unavailable"
+    logger.error("stream %r: Redis refused the write: %s", key, message)
+    return "failed"
 
 
-def _outcome(key: str, reply: Any) -> WriteOutcome:
-    """A refused command ends only its own stream; the rest of the round stands."""
-    if isinstance(reply, Exception) or reply.startswith("error:"):
-        logger.error("stream %r: Redis refused the command: %s", key, reply)
-        return "error"
-    return cast("WriteOutcome", reply)
+def _group_outcomes(writes: Sequence[Append], reply: Any) -> list[AppendOutcome]:
+    """The outcome of each write of one script call: its own, or the call's failure."""
+    if not isinstance(reply, Exception):
+        return [_outcome(write.key, o) for write, o in zip(writes, reply, strict=True)]
+    if is_transient(reply) or isinstance(reply, BackendUnavailableError):
+        return ["unavailable"] * len(writes)
+    logger.error("Redis refused %d writes: %r", len(writes), reply)
+    return ["failed"] * len(writes)
 
 
-def _outcomes(keys: list[str], reply: Any) -> list[WriteOutcome]:
-    """The outcome per key of a script call that took many: the call's own reply
-    holds one per key, or is the error that refused them all."""
-    if isinstance(reply, Exception):
-        return [_outcome(key, reply) for key in keys]
-    return [_outcome(key, outcome) for key, outcome in zip(keys, reply, strict=True)]
-
-
-def _command(*parts: str, length: int | None = None) -> bytes:
-    """A command in RESP; `length` counts parts still to be appended by the caller."""
-    head = b"*%d\r\n" % (length if length is not None else len(parts))
-    return head + b"".join(_bulk(part) for part in parts)
-
-
-def _bulk(text: str) -> bytes:
-    data = text.encode()
-    return b"$%d\r\n%b\r\n" % (len(data), data)
-
-
-def _load_scripts(client: Redis) -> dict[str, AsyncScript]:
-    folder = resources.files(__package__).joinpath("lua")
-    return {
-        name: client.register_script(folder.joinpath(f"{name}.lua").read_text("utf-8"))
-        for name in _SCRIPTS
-    }
-
-
-@contextmanager
-def _unavailable_as_error() -> Iterator[None]:
-    """Redis being down, paused or failing over is one condition to the hub: retry later."""
-    try:
-        yield
-    except (
-        RedisConnectionError,
-        RedisTimeoutError,
-        BusyLoadingError,
-        ReadOnlyError,
-        OSError,
-    ) as exc:
-        raise BackendUnavailableError(f"Redis is unavailable: {exc}") from exc
-
-
-def _session_state(key: str, row: list[Any]) -> SessionState:
+def _session_state(key: str, row: Sequence[Any]) -> SessionState:
     status, generation, owner, lease_left, last_seq, metadata = row[-6:]
     return SessionState(
         key=key,
@@ -116,63 +81,54 @@ def _session_state(key: str, row: list[Any]) -> SessionState:
     )
 
 
-class _Gathering:
-    """Calls of one script waiting to go out in the same round trip."""
-
-    def __init__(self) -> None:
-        self._commands: list[bytes] = []
-        self._replies: list[Any] = []
-        self._error: Exception | None = None
-        self.sent = anyio.Event()
-
-    def add(self, command: bytes) -> int:
-        self._commands.append(command)
-        return len(self._commands) - 1
-
-    async def send(
-        self, round_trip: Callable[[str, bytes, int], Awaitable[list[Any]]], script: str
-    ) -> None:
-        try:
-            self._replies = await round_trip(script, b"".join(self._commands), len(self._commands))
-        except Exception as exc:
-            self._error = exc
-        finally:
-            self.sent.set()
-
-    def reply(self, index: int) -> Any:
-        """The call's reply; raises if Redis refused it or the round failed."""
-        if isinstance(self._error, BackendUnavailableError):
-            raise BackendUnavailableError(str(self._error)) from self._error
-        if self._error is not None:
-            raise RuntimeError("the round trip of this call failed") from self._error
-        reply = self._replies[index]
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
-
 class RedisBackend:
     """Stores sessions in Redis through a ready `redis.asyncio.Redis` client.
 
     The client must be created with `decode_responses=True`. Pass one built for
     Sentinel (`Sentinel(...).master_for(...)`) the same way.
+
+    Args:
+        client: the client every command goes through.
+        prefix: the start of every key and channel name.
+        max_notify_bytes: a write whose events take more is announced without them
+            (readers read the stream), which keeps every Pub/Sub message well below
+            Redis's output buffer limit for Pub/Sub clients (32 MiB by default).
+        min_replicas_acked: with more than 0, a write reaches readers only once that
+            many replicas acknowledged it (`WAIT`), so a failover cannot lose an event
+            a client saw. It costs a round trip to the replicas per writer round.
+        replica_ack_timeout_s: how long one `WAIT` may take; a round not acknowledged
+            in time is retried like any write that storage refused for now.
+        subscribe_timeout_s: how long a subscription may take to be confirmed.
     """
 
     def __init__(
-        self, *, client: Redis, prefix: str = "streamhub:", socket_timeout_s: float = 5.0
+        self,
+        *,
+        client: Client,
+        prefix: str = "streamhub:",
+        max_notify_bytes: int = 64 * 1024,
+        min_replicas_acked: int = 0,
+        replica_ack_timeout_s: float = 1.0,
+        subscribe_timeout_s: float = 5.0,
     ) -> None:
-        self._client = client
-        self._socket_timeout_s = socket_timeout_s
-        self._write_lock = anyio.Lock()
-        self._write_connection: AbstractConnection | None = None
+        if max_notify_bytes <= 0 or min_replicas_acked < 0 or replica_ack_timeout_s <= 0:
+            raise ValueError("max_notify_bytes and replica_ack_timeout_s must be positive")
+        self._client: Client = client
         self._helpers: list[Redis] = []
         self._keys = KeySpace(prefix)
-        self._scripts = _load_scripts(client)
-        self._append_parts: dict[tuple[str, str], tuple[bytes, bytes]] = {}
-        self._gathering: dict[str, _Gathering] = {}
+        self._scripts = Scripts(sharded=self._sharded)
+        self._max_notify_bytes = max_notify_bytes
+        self._min_replicas_acked = min_replicas_acked
+        self._replica_ack_timeout_ms = int(replica_ack_timeout_s * 1000)
+        self._subscribe_timeout_s = subscribe_timeout_s
+        self._claims = Gathering(self._call_many)
+        self._releases = Gathering(self._call_many)
         self._channels: dict[str, tuple[str, ChannelKind]] = {}
-        self._listener: PubSubListener | None = None
+        self._listener: Listener | None = None
         self._notify: NotificationHandler | None = None
+
+    _sharded = False
+    """Publish with `SPUBLISH` and subscribe per shard (a cluster)."""
 
     @classmethod
     def from_url(
@@ -182,6 +138,9 @@ class RedisBackend:
         prefix: str = "streamhub:",
         socket_timeout_s: float = 5.0,
         max_connections: int = 64,
+        max_notify_bytes: int = 64 * 1024,
+        min_replicas_acked: int = 0,
+        replica_ack_timeout_s: float = 1.0,
     ) -> RedisBackend:
         """A backend on `url` (`redis://`, `rediss://`, `unix://`, `redis+sentinel://`).
 
@@ -191,38 +150,49 @@ class RedisBackend:
         client, helpers = client_from_url(
             url, socket_timeout_s=socket_timeout_s, max_connections=max_connections
         )
-        backend = cls(client=client, prefix=prefix, socket_timeout_s=socket_timeout_s)
+        backend = cls(
+            client=client,
+            prefix=prefix,
+            max_notify_bytes=max_notify_bytes,
+            min_replicas_acked=min_replicas_acked,
+            replica_ack_timeout_s=replica_ack_timeout_s,
+            subscribe_timeout_s=socket_timeout_s,
+        )
         backend._helpers = helpers
         return backend
 
+    def _make_listener(self, on_resync: ResyncHandler) -> Listener:
+        if not isinstance(self._client, Redis):
+            raise TypeError("RedisBackend takes a redis.asyncio.Redis; use RedisClusterBackend")
+        return PubSubListener(
+            self._client, self._on_message, on_resync, confirm_timeout_s=self._subscribe_timeout_s
+        )
+
     async def open(self, on_notification: NotificationHandler, on_resync: ResyncHandler) -> None:
         self._notify = on_notification
-        self._listener = PubSubListener(self._client, self._on_message, on_resync)
-        self._listener.start()
-        await self._load_scripts()
-
-    async def _load_scripts(self) -> None:
-        """Load every script up front, in one round trip.
-
-        Otherwise the first burst of starts meets `NOSCRIPT` on every call and sends
-        the whole burst twice. Redis being away is no reason not to start: a script
-        missing later (Redis restarted) is loaded on first use.
-        """
-        sources = [cast("str", script.script) for script in self._scripts.values()]
-        packed = b"".join(_command("SCRIPT", "LOAD", source) for source in sources)
+        self._listener = self._make_listener(on_resync)
         try:
-            with _unavailable_as_error():
-                await self._pipeline(packed, len(self._scripts))
+            with unavailable_as_error():
+                await self._scripts.load(self._client)
         except BackendUnavailableError as exc:
             logger.warning("could not load the scripts at startup (loaded on first use): %s", exc)
 
+    async def run(self) -> None:
+        await self._require_listener().run()
+
+    async def ping(self) -> None:
+        with unavailable_as_error():
+            await self._client.ping()
+
+    def _require_listener(self) -> Listener:
+        if self._listener is None:
+            raise RuntimeError("RedisBackend.open() must be called first")
+        return self._listener
+
     async def aclose(self) -> None:
-        if self._listener is not None:
-            listener, self._listener = self._listener, None
+        listener, self._listener = self._listener, None
+        if listener is not None:
             await listener.aclose()
-        if self._write_connection is not None:
-            await self._write_connection.disconnect()
-            self._write_connection = None
         await self._client.aclose()
         for helper in self._helpers:
             await helper.aclose()
@@ -235,10 +205,7 @@ class RedisBackend:
     async def watch(self, key: str, kind: ChannelKind) -> None:
         channel = self._channel(key, kind)
         self._channels[channel] = (key, kind)
-        if self._listener is None:
-            raise RuntimeError("RedisBackend.open() must be called before watch()")
-        with _unavailable_as_error():
-            await self._listener.subscribe(channel)
+        await self._require_listener().subscribe(channel)
 
     async def unwatch(self, key: str, kind: ChannelKind) -> None:
         channel = self._channel(key, kind)
@@ -248,128 +215,129 @@ class RedisBackend:
 
     def _on_message(self, channel: str, payload: str) -> None:
         target = self._channels.get(channel)
-        note = _codec.decode(payload)
-        if target is not None and note is not None and self._notify is not None:
-            self._notify(target[0], note)
+        if target is not None and self._notify is not None:
+            self._notify(target[0], _codec.decode(payload))
 
-    async def _run(self, script: str, keys: list[str], args: Sequence[str | int]) -> Any:
-        with _unavailable_as_error():
-            return await self._scripts[script](keys=keys, args=args)
+    async def _call(self, call: Call) -> Any:
+        with unavailable_as_error():
+            return await self._scripts.call(self._client, call)
+
+    async def _call_many(self, calls: Sequence[Call]) -> list[Any]:
+        with unavailable_as_error():
+            return await self._scripts.call_many(self._client, calls)
+
+    async def _call_each(self, calls: Sequence[Call]) -> list[Any]:
+        """One call as a plain command (its failure raises); several in one pipeline,
+        each reply or failure in place."""
+        if len(calls) == 1:
+            return [await self._call(calls[0])]
+        return await self._call_many(calls)
+
+    def _groups(self, keys: Sequence[str]) -> list[list[int]]:
+        """Indexes of `keys` that one script call may take together: all of them here;
+        on a cluster, those of one hash slot."""
+        return [list(range(len(keys)))]
 
     async def claim(
         self, key: str, *, generation: str, owner: str, lease_ms: int, retention_ms: int
     ) -> tuple[bool, SessionState]:
         keys = (self._keys.state(key), self._keys.events(key))
-        args = (generation, owner, str(lease_ms), str(retention_ms))
-        row = await self._call_together("claim", keys, args)
-        return bool(row[0]), _session_state(key, row)
-
-    async def _call_together(self, script: str, keys: Sequence[str], args: Sequence[str]) -> Any:
-        """Call `script` in one round trip with every call of it made meanwhile.
-
-        Starts and ends of streams come in bursts (a page of chats opening at
-        once): each call packed into one pipelined round on the writer's connection
-        costs a tenth of a redis-py call, and the burst opens no pool connections.
-        The first caller sends the round, shielded, so the others' calls go out
-        even if it is cancelled.
-        """
-        command = _command("EVALSHA", self._scripts[script].sha, str(len(keys)), *keys, *args)
-        batch = self._gathering.get(script)
-        if batch is None:
-            batch = self._gathering[script] = _Gathering()
-            index = batch.add(command)
-            with anyio.CancelScope(shield=True):
-                await anyio.lowlevel.checkpoint()
-                del self._gathering[script]
-                await batch.send(self._round, script)
-        else:
-            index = batch.add(command)
-            await batch.sent.wait()
-        return batch.reply(index)
+        args = (generation, owner, lease_ms, retention_ms)
+        row = await self._claims.call(Call("claim", keys, args))
+        state = _session_state(key, row)
+        created = bool(row[0]) or (state.generation == generation and state.owner == owner)
+        return created, state
 
     async def append_many(
         self, writes: Sequence[Append], *, retention_ms: int
-    ) -> list[WriteOutcome]:
+    ) -> list[AppendOutcome]:
         """All writes in one script call: one command and one reply, however many
         streams wrote. The script runs each write on its own, so a write Redis fails
         ends only its own stream."""
         if not writes:
             return []
-        keys: list[bytes] = []
-        args = [_bulk(str(retention_ms))]
+        groups = [[writes[i] for i in group] for group in self._groups([w.key for w in writes])]
+        calls = [self._append_call(group, retention_ms) for group in groups]
+        if self._min_replicas_acked:
+            replies = await self._append_acknowledged(calls)
+        else:
+            replies = await self._call_each(calls)
+        outcomes: dict[int, AppendOutcome] = {}
+        for group, reply in zip(groups, replies, strict=True):
+            for write, outcome in zip(group, _group_outcomes(group, reply), strict=True):
+                outcomes[id(write)] = outcome
+        return [outcomes[id(write)] for write in writes]
+
+    def _append_call(self, writes: Sequence[Append], retention_ms: int) -> Call:
+        keys: list[str] = []
+        args: list[str | int] = [retention_ms, self._max_notify_bytes]
         for write in writes:
-            key_part, generation_part = self._parts_of(write)
-            keys.append(key_part)
+            key = write.key
+            keys += (self._keys.state(key), self._keys.events(key), self._keys.event_channel(key))
             payload = _codec.encode_events(write.generation, write.events) if write.events else ""
-            args.append(generation_part + _bulk(write.metadata or "") + _bulk(payload))
-        head = _command(
-            "EVALSHA", self._scripts["append"].sha, str(3 * len(writes)), length=4 + 6 * len(writes)
-        )
-        (reply,) = await self._round("append", head + b"".join(keys) + b"".join(args), 1)
-        return _outcomes([write.key for write in writes], reply)
+            args += (write.generation, write.metadata or "", payload)
+        return Call("append", keys, args)
+
+    async def _append_acknowledged(self, calls: Sequence[Call]) -> list[Any]:
+        """The round's calls and a `WAIT` per node in one pipeline (WAIT counts the writes
+        of its own connection, which a pipeline shares per node). A call whose node's
+        replicas did not acknowledge in time is refused for now and sent again (the seqs
+        already stored are skipped), and waited for again."""
+        targets = self._wait_targets(calls)
+        with unavailable_as_error():
+            async with self._client.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    self._scripts.queue(pipe, call)
+                for target in targets:
+                    options = {} if target is None else {"target_nodes": target}
+                    pipe.execute_command(
+                        "WAIT", self._min_replicas_acked, self._replica_ack_timeout_ms, **options
+                    )
+                replies = list(await pipe.execute(raise_on_error=False))
+        acks = dict(zip(targets, replies[len(calls) :], strict=True))
+        answers = replies[: len(calls)]
+        if any(isinstance(a, NoScriptError) for a in answers):
+            await self._scripts.load(self._client, ["append"])
+        for index, call in enumerate(calls):
+            acked = acks[self._wait_target(call)]
+            if isinstance(acked, Exception) or int(acked) < self._min_replicas_acked:
+                answers[index] = BackendUnavailableError(
+                    f"{acked!r} of {self._min_replicas_acked} replicas acknowledged in time"
+                )
+        return answers
+
+    def _wait_targets(self, calls: Sequence[Call]) -> list[Any]:
+        return list(dict.fromkeys(self._wait_target(call) for call in calls))
+
+    def _wait_target(self, call: Call) -> Any:
+        """Where a call's `WAIT` goes: the connection of the call (here, the only one)."""
+        return None
 
     async def refresh_many(
         self, leases: Sequence[Lease], *, lease_ms: int, retention_ms: int
     ) -> list[WriteOutcome]:
-        """Every lease of the process in one script call, on the writer's connection:
-        a round of renewals costs Redis one call, not one per stream, so the writes
-        queued behind it wait less."""
+        """Every lease of the process in one script call: a round of renewals costs
+        Redis one call, not one per stream."""
         if not leases:
             return []
+        groups = [[leases[i] for i in g] for g in self._groups([lease.key for lease in leases])]
+        calls = [self._refresh_call(group, lease_ms, retention_ms) for group in groups]
+        outcomes: dict[int, WriteOutcome] = {}
+        for group, reply in zip(groups, await self._call_each(calls), strict=True):
+            if isinstance(reply, Exception):
+                raise BackendUnavailableError(f"lease renewals failed: {reply}") from reply
+            for lease, answer in zip(group, reply, strict=True):
+                outcome = _outcome(lease.key, answer)
+                outcomes[id(lease)] = "failed" if isinstance(outcome, Gap) else outcome
+        return [outcomes[id(lease)] for lease in leases]
+
+    def _refresh_call(self, leases: Sequence[Lease], lease_ms: int, retention_ms: int) -> Call:
         keys: list[str] = []
         for lease in leases:
             keys += (self._keys.state(lease.key), self._keys.events(lease.key))
-        args = [str(lease_ms), str(retention_ms), *(lease.generation for lease in leases)]
-        command = _command("EVALSHA", self._scripts["refresh"].sha, str(len(keys)), *keys, *args)
-        (reply,) = await self._round("refresh", command, 1)
-        return _outcomes([lease.key for lease in leases], reply)
-
-    async def _round(self, script: str, packed: bytes, count: int) -> list[Any]:
-        """Run pre-packed calls of `script`, loading it first if Redis lost it (a restart)."""
-        with _unavailable_as_error():
-            replies = await self._pipeline(packed, count)
-            if any(isinstance(r, NoScriptError) for r in replies):
-                await self._client.script_load(self._scripts[script].script)
-                replies = await self._pipeline(packed, count)
-        return replies
-
-    def _parts_of(self, write: Append) -> tuple[bytes, bytes]:
-        """A write's keys and generation in RESP, packed once per stream, not per write."""
-        fixed = (write.key, write.generation)
-        parts = self._append_parts.get(fixed)
-        if parts is None:
-            if len(self._append_parts) >= _MAX_CACHED_PARTS:
-                self._append_parts.clear()
-            key = write.key
-            keys = (self._keys.state(key), self._keys.events(key), self._keys.event_channel(key))
-            parts = self._append_parts[fixed] = (
-                b"".join(_bulk(k) for k in keys),
-                _bulk(write.generation),
-            )
-        return parts
-
-    async def _pipeline(self, packed: bytes, count: int) -> list[Any]:
-        """Send pre-packed commands on the writer's own connection and read every reply.
-
-        The hot path of every stream: packing here, once per stream for the fixed
-        part, costs a fraction of packing each argument of each command anew; one
-        bound for the whole round replaces a timeout per reply. `connect()` first: a
-        Sentinel-managed connection finds its master there, not in `send_packed_command`.
-        """
-        async with self._write_lock:
-            if self._write_connection is None:
-                pool = self._client.connection_pool
-                self._write_connection = pool.make_connection()  # type: ignore[no-untyped-call]
-            connection = self._write_connection
-            try:
-                with anyio.fail_after(self._socket_timeout_s):
-                    if not connection.is_connected:
-                        await connection.connect()
-                    await connection.send_packed_command(packed, check_health=False)
-                    return [await _reply(connection) for _ in range(count)]
-            except BaseException:
-                await connection.disconnect()
-                raise
+        args: list[str | int] = [lease_ms, retention_ms]
+        args += (lease.generation for lease in leases)
+        return Call("refresh", keys, args)
 
     async def finish(
         self,
@@ -388,42 +356,41 @@ class RedisBackend:
             self._keys.control_channel(key),
         ]
         args: list[str | int] = [generation or "", event, data, retention_ms, int(only_if_lapsed)]
-        row = await self._run("finish", keys, args)
+        row = await self._call(Call("finish", keys, args))
         if row is None:
             return False, None
         return bool(row[0]), _session_state(key, row)
 
     async def release(self, key: str, *, generation: str) -> None:
         keys = (self._keys.state(key), self._keys.control_channel(key))
-        await self._call_together("release", keys, (generation,))
+        await self._releases.call(Call("release", keys, (generation,)))
 
-    async def read(
-        self, key: str, *, generation: str, after_seq: int, limit: int
-    ) -> list[StreamEvent] | None:
+    async def read(self, key: str, *, generation: str, after_seq: int, limit: int) -> Page | None:
         keys = [self._keys.state(key), self._keys.events(key)]
-        rows = await self._run("read", keys, [generation, after_seq, limit])
-        if rows is None:
+        reply = await self._call(Call("read", keys, [generation, after_seq, limit]))
+        if reply is None:
             return None
-        if not rows:
-            return []
-        parts = rows.split("\n")
-        return [
+        parts = reply.split("\n")
+        events = [
             StreamEvent(generation, int(parts[i]), parts[i + 1] or None, parts[i + 2])
-            for i in range(0, len(parts), 3)
+            for i in range(2, len(parts), 3)
         ]
+        return Page(events, int(parts[1]), parts[0] != "active")
 
     async def states(self, keys: Sequence[str]) -> list[SessionState | None]:
-        with _unavailable_as_error():
-            async with self._client.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    await self._scripts["state"](keys=[self._keys.state(key)], client=pipe)
-                rows = await pipe.execute()
-        return [
-            None if row is None else _session_state(k, row)
-            for k, row in zip(keys, rows, strict=False)
-        ]
+        if not keys:
+            return []
+        groups = self._groups(keys)
+        calls = [Call("states", [self._keys.state(keys[i]) for i in group], []) for group in groups]
+        found: list[SessionState | None] = [None] * len(keys)
+        for group, rows in zip(groups, await self._call_each(calls), strict=True):
+            if isinstance(rows, Exception):
+                raise BackendUnavailableError(f"reading states failed: {rows}") from rows
+            for index, row in zip(group, rows, strict=True):
+                found[index] = _session_state(keys[index], row) if row else None
+        return found
 
     async def remove(self, key: str) -> bool:
-        with _unavailable_as_error():
+        with unavailable_as_error():
             removed = await self._client.delete(self._keys.state(key), self._keys.events(key))
         return bool(removed)

@@ -4,14 +4,18 @@
 -- session. The lease is left to `refresh`, which the owner calls on a timer.
 -- The events arrive once, as the notification text that is published afterwards:
 -- 'E\n<generation>\n<first seq>\n<name>\n<data>...' (a name of '' is an unnamed event).
+-- A text longer than max_notify_bytes is not published; 'R\n<generation>\n<first>\n<last>'
+-- tells readers to read the range from the stream instead.
 -- KEYS: per write, its state, events and event channel.
--- ARGV: retention_ms, then per write its generation, metadata ('' = unchanged) and
--- notification ('' = none).
+-- ARGV: retention_ms, max_notify_bytes, then per write its generation, metadata
+-- ('' = unchanged) and notification ('' = none).
 -- Returns one outcome per write: 'ok', the reason it was refused ('stale', 'done',
--- 'error', 'cancelled'), or 'error:<message>' when Redis failed it; a failed write
--- ends only its own stream, the others of the round still go in.
+-- 'error', 'cancelled'), 'gap:<last seq>' when the stream holds fewer events than the
+-- write assumes (a failover lost its tail), or 'error:<message>' when Redis failed it;
+-- a failed write ends only its own stream, the others of the round still go in.
 
 local retention_ms = ARGV[1]
+local max_notify_bytes = tonumber(ARGV[2])
 
 local function split(text)
   local fields = {}
@@ -49,7 +53,7 @@ local function append(state, events, channel, generation, metadata, text)
         final = name == 'done' or name == 'error' or name == 'cancelled'
         if final then s[2] = name end
       elseif seq > last + 1 then
-        return 'error:gap in appended events'
+        return 'gap:' .. last
       end
       seq = seq + 1
     end
@@ -60,14 +64,20 @@ local function append(state, events, channel, generation, metadata, text)
     redis.call('PEXPIRE', state, retention_ms)
     redis.call('PEXPIRE', events, retention_ms)
   end
-  if last > first then redis.call('PUBLISH', channel, text) end
+  if last > first then
+    if #text <= max_notify_bytes then
+      redis.call('PUBLISH', channel, text)
+    else
+      redis.call('PUBLISH', channel, 'R\n' .. generation .. '\n' .. (first + 1) .. '\n' .. last)
+    end
+  end
   return 'ok'
 end
 
 local outcomes = {}
 for i = 1, #KEYS / 3 do
   local k = 3 * i - 2
-  local a = 3 * i - 1
+  local a = 3 * i
   local ok, outcome = pcall(append, KEYS[k], KEYS[k + 1], KEYS[k + 2],
     ARGV[a], ARGV[a + 1], ARGV[a + 2])
   if ok then

@@ -1,0 +1,16 @@
+-- The state of many sessions in one call, with leases measured on the server's clock.
+-- KEYS: the state hash of each session.
+-- Returns, per key, {status, generation, owner, lease_left_ms, last_seq, metadata}, or
+-- false where there is no session.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rows = {}
+for i, key in ipairs(KEYS) do
+  local s = redis.call('HMGET', key, 'status', 'gen', 'owner', 'lease', 'last', 'meta')
+  if s[1] then
+    rows[i] = {s[1], s[2], s[3], tonumber(s[4]) - now, tonumber(s[5]), s[6]}
+  else
+    rows[i] = false
+  end
+end
+return rows
