@@ -353,7 +353,7 @@ def test_storage_unavailable_is_503_with_retry_after(redis_server: RedisServer) 
         assert answer.json() == {"detail": "the stream storage is unavailable; retry shortly"}
 
 
-def test_every_exported_http_error_is_documented_and_shapes_the_same_body() -> None:
+def test_every_exported_http_error_is_an_http_exception_with_a_docstring() -> None:
     classes = [
         getattr(fastapi_streamhub, name)
         for name in fastapi_streamhub.__all__
