@@ -27,7 +27,8 @@ SETUP :=
 DOCS_SETUP :=
 endif
 
-.PHONY: setup system-deps run quickstart demo docs test lint typecheck pytest bench bench-smoke
+.PHONY: setup system-deps run quickstart demo docs test test-floor lint typecheck pytest bench \
+	bench-smoke
 
 setup: $(SETUP)
 
@@ -67,6 +68,19 @@ test: $(SETUP) system-deps
 	$(VENV)/bin/mypy || failed="$$failed mypy"; \
 	$(PY) -m pytest || failed="$$failed pytest"; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi
+
+# The FastAPI layer's tests on the oldest fastapi, sse-starlette and anyio that
+# pyproject.toml admits, in a virtualenv of their own. Only the tools those tests import
+# are installed: the dev group's openai needs a newer anyio.
+FLOOR_VENV := .venv-floor
+FLOOR_TESTS := tests/test_integration.py tests/test_routes.py tests/test_stalled_client.py \
+	tests/test_http.py tests/test_bad_input.py
+
+test-floor: system-deps
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install --quiet -c .ci/floor-constraints.txt -e . \
+		pytest pytest-timeout httpx httpx-sse uvicorn
+	$(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider $(FLOOR_TESTS)
 
 lint: $(SETUP)
 	$(VENV)/bin/ruff check .

@@ -17,7 +17,17 @@ from ._errors import (
     SubscriberLaggedError,
 )
 from ._events import Event, StreamEvent, UnsupportedChunkError
+from ._http_errors import (
+    BadCursorHTTPError,
+    ForbiddenHTTPError,
+    InvalidKeyHTTPError,
+    StorageUnavailableHTTPError,
+    StreamConflictHTTPError,
+    StreamHTTPError,
+    StreamNotFoundHTTPError,
+)
 from ._hub import StreamHub
+from ._mount import mount_stream_routes
 from ._producer import Producer
 from ._runner import current_producer
 from ._status import CancelResult, StreamStatus
@@ -25,26 +35,34 @@ from ._subscription import Subscription
 
 __all__ = [
     "BackendUnavailableError",
+    "BadCursorHTTPError",
     "CancelResult",
     "Cursor",
     "Event",
+    "ForbiddenHTTPError",
     "HubNotStartedError",
     "InvalidCursorError",
     "InvalidKeyError",
+    "InvalidKeyHTTPError",
     "Producer",
     "ProducerStoppedError",
     "SessionBusyError",
     "SessionNotFoundError",
     "StaleGenerationError",
+    "StorageUnavailableHTTPError",
+    "StreamConflictHTTPError",
     "StreamError",
     "StreamEvent",
+    "StreamHTTPError",
     "StreamHub",
     "StreamHubError",
+    "StreamNotFoundHTTPError",
     "StreamStatus",
     "SubscriberLaggedError",
     "Subscription",
     "UnsupportedChunkError",
     "current_producer",
     "get_hub",
+    "mount_stream_routes",
     "resumable_stream",
 ]

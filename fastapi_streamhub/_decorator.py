@@ -12,14 +12,17 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from ._cursor import Cursor
 from ._dependency import get_hub
-from ._errors import BackendUnavailableError, InvalidKeyError, SessionBusyError
+from ._errors import SessionBusyError
+from ._http_errors import ForbiddenHTTPError, StreamConflictHTTPError, http_errors
+from ._hub import StreamHub
 from ._runner import drive
 from ._spec import Authorize, OnConflict, StreamSpec, template_fields
 from ._sse import sse_response
+from ._subscription import Subscription
 
 _REQUEST_PARAM = "_streamhub_request"
 
@@ -86,38 +89,26 @@ def _request_parameter(signature: inspect.Signature) -> str | None:
     return None
 
 
-def error_response(status_code: int, detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status_code)
-
-
-def unavailable_response() -> JSONResponse:
-    response = error_response(503, "the stream storage is unavailable; retry shortly")
-    response.headers["Retry-After"] = "1"
-    return response
-
-
 async def _start(spec: StreamSpec, request: Request, params: dict[str, Any]) -> Response:
-    try:
-        return await _start_or_attach(spec, request, params)
-    except BackendUnavailableError:
-        return unavailable_response()
-
-
-async def _start_or_attach(spec: StreamSpec, request: Request, params: dict[str, Any]) -> Response:
     hub = get_hub(request)
-    try:
+    with http_errors():
         key = spec.key(params)
-    except InvalidKeyError as exc:
-        return error_response(422, str(exc))
-    if not await spec.allowed(request, key, "start"):
-        return error_response(403, "not allowed to start this stream")
+        if not await spec.allowed(request, key, "start"):
+            raise ForbiddenHTTPError("start")
+        subscription = await _start_or_attach(hub, spec, key, params)
+    return sse_response(subscription, hub.config)
+
+
+async def _start_or_attach(
+    hub: StreamHub, spec: StreamSpec, key: str, params: dict[str, Any]
+) -> Subscription:
     try:
         producer, created = await hub.register(key)
         generation = producer.generation
     except SessionBusyError as exc:
         created, generation = False, exc.generation
     if not created and spec.on_conflict == "reject":
-        return error_response(409, f"stream {key!r} is already running")
+        raise StreamConflictHTTPError(key)
     if created:
         generator = spec.function(**params)
         hub.spawn(producer, lambda: drive(producer, generator))
@@ -126,4 +117,4 @@ async def _start_or_attach(spec: StreamSpec, request: Request, params: dict[str,
         subscription.opened_at_start(generation)
     else:
         await subscription.open()
-    return sse_response(subscription, hub.config)
+    return subscription

@@ -26,6 +26,7 @@ from ._errors import BackendUnavailableError, HubNotStartedError, SessionBusyErr
 from ._events import terminal_data
 from ._fanout import Fanout, Signal
 from ._health import HubHealth
+from ._hooks import wire_app
 from ._keys import validate_key
 from ._leases import LeaseKeeper
 from ._producer import Producer, StopReason
@@ -166,19 +167,19 @@ class StreamHub:
 
     @asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[dict[str, Any]]:
-        """FastAPI lifespan: starts the hub and mounts the routes of `@resumable_stream`."""
-        from ._routes import mount_stream_routes
-
+        """FastAPI lifespan: mounts the routes of `@resumable_stream`, then starts the hub."""
         app.state.streamhub = self
-        mount_stream_routes(app)
+        wire_app(app)
         async with self:
             yield {"streamhub": self}
 
     def init_app(self, app: Any) -> None:
-        """Run the hub inside `app`'s existing lifespan.
+        """Run the hub inside `app`'s existing lifespan, and mount its stream routes now.
 
         The hub starts after the app's own startup and stops before its cleanup, so
         producers finishing during the shutdown grace still have the app's resources.
+        Routes declared later are mounted when `app.openapi()` builds the schema, and
+        at startup.
         """
         inner: Callable[[Any], Any] = app.router.lifespan_context
 
@@ -188,6 +189,7 @@ class StreamHub:
                 yield {**(state or {}), **hub_state}
 
         app.router.lifespan_context = lifespan
+        wire_app(app)
 
     async def _shutdown_producers(self) -> None:
         producers = list(self._producers.values())

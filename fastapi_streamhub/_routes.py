@@ -1,33 +1,27 @@
 """The routes mounted beside each `@resumable_stream` route: resume, cancel, status.
 
-They are added when the app starts (routes are declared before that), carry the
-wrapped route's dependencies so its authentication guards them too, and are
-documented in OpenAPI like any other route.
+They are added to the app's own router with the wrapped route's full path, tags and
+guards (see `_guards.py`), and are documented in OpenAPI like any other route.
+`_mount.py` decides when.
 """
 
 from __future__ import annotations
 
 import inspect
-import weakref
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from fastapi import FastAPI, Header, Query
-from fastapi.params import Depends
-from fastapi.routing import APIRoute, APIRouter
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import compile_path
 
 from ._cursor import Cursor
-from ._decorator import error_response, unavailable_response
 from ._dependency import get_hub
-from ._errors import (
-    BackendUnavailableError,
-    InvalidCursorError,
-    InvalidKeyError,
-    SessionNotFoundError,
-)
+from ._errors import SessionNotFoundError
+from ._guards import guards
+from ._http_errors import ForbiddenHTTPError, http_errors
 from ._spec import Action, StreamSpec
 from ._sse import sse_response
 from ._status import StreamStatus
@@ -72,40 +66,38 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-_MOUNTED: weakref.WeakValueDictionary[int, APIRoute] = weakref.WeakValueDictionary()
-"""Routes whose siblings exist; a router shared by several apps is mounted once."""
-
 _SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"},
 }
 
 
-def mount_stream_routes(app: FastAPI) -> None:
-    """Add the resume, cancel and status routes of every `@resumable_stream` route once.
+def add_stream_routes(app: FastAPI, route: Any, spec: StreamSpec) -> None:
+    """Add the resume, cancel and status routes beside `route` to `app`'s own router.
 
-    Routes of included routers are mounted on the router that declares them, so
-    the include's prefix and dependencies apply to the new routes as well.
+    `route` is the wrapped route as the app serves it: an `APIRoute`, or FastAPI's
+    route context of one from an included router, with the full path, tags and
+    dependencies of its inclusion.
     """
-    for router in _routers(app.router):
-        for route in list(router.routes):
-            spec = getattr(getattr(route, "endpoint", None), "__streamhub_spec__", None)
-            mounted = _MOUNTED.get(id(route)) is route
-            if isinstance(route, APIRoute) and spec is not None and not mounted:
-                _MOUNTED[id(route)] = route
-                _mount(router, route, spec)
-    app.openapi_schema = None
+    names = set(compile_path(route.path)[2])
+    _check(route, spec, names)
+    path_params = [p for p in spec.signature.parameters.values() if p.name in names]
+    common: dict[str, Any] = {
+        "dependencies": guards(app, route, spec),
+        "tags": [tag for tag in route.tags if tag not in app.router.tags],
+        "include_in_schema": route.include_in_schema,
+        "deprecated": route.deprecated,
+    }
+    for sibling in _SIBLINGS:
+        app.router.add_api_route(
+            route.path + sibling.suffix,
+            _endpoint(spec, path_params, sibling.handler, sibling.parameters()),
+            name=f"{route.name}{sibling.handler.__name__}",
+            **sibling.options,
+            **common,
+        )
 
 
-def _routers(router: APIRouter) -> Iterator[APIRouter]:
-    yield router
-    for route in router.routes:
-        included = getattr(route, "original_router", None)
-        if isinstance(included, APIRouter):
-            yield from _routers(included)
-
-
-def _mount(router: APIRouter, route: APIRoute, spec: StreamSpec) -> None:
-    names = _path_names(route)
+def _check(route: Any, spec: StreamSpec, names: set[str]) -> None:
     unknown = [field for field in spec.fields if field not in names]
     if unknown:
         raise ValueError(
@@ -117,56 +109,6 @@ def _mount(router: APIRouter, route: APIRoute, spec: StreamSpec) -> None:
             f"{route.path}: drop response_class=EventSourceResponse; @resumable_stream "
             "answers with its own event stream and documents it in OpenAPI"
         )
-    route.response_class = Response
-    route.responses = {**_SSE_RESPONSE, **route.responses}
-    path_params = [p for p in spec.signature.parameters.values() if p.name in names]
-    inherited = len(router.dependencies)
-    common: dict[str, Any] = {
-        "dependencies": [*route.dependencies[inherited:], *_signature_dependencies(spec)],
-        "tags": [tag for tag in route.tags if tag not in router.tags],
-    }
-    name = route.name
-    path = route.path.removeprefix(router.prefix)
-    router.add_api_route(
-        path + "/stream",
-        _endpoint(spec, path_params, _resume, _resume_params()),
-        methods=["GET"],
-        name=f"{name}_resume",
-        summary="Resume the stream",
-        description="Replays the events after the cursor (`Last-Event-ID` header or "
-        "`last_event_id` query), then follows live. 204 once the stream has ended and "
-        "the cursor is its terminal event.",
-        response_class=Response,
-        responses={
-            **_SSE_RESPONSE,
-            204: {"description": "Finished, and the cursor is its terminal event"},
-            400: {"model": ErrorBody, "description": "Malformed cursor"},
-            **_ERRORS,
-        },
-        **common,
-    )
-    router.add_api_route(
-        path + "/cancel",
-        _endpoint(spec, path_params, _cancel, []),
-        methods=["POST"],
-        name=f"{name}_cancel",
-        summary="Cancel the stream",
-        description="Stops the producer wherever it runs and stores a `cancelled` event; "
-        "waits briefly for the producer to confirm.",
-        response_model=CancelBody,
-        responses=_ERRORS,
-        **common,
-    )
-    router.add_api_route(
-        path + "/status",
-        _endpoint(spec, path_params, _status, []),
-        methods=["GET"],
-        name=f"{name}_status",
-        summary="Stream status",
-        response_model=StatusBody,
-        responses=_ERRORS,
-        **common,
-    )
 
 
 def _is_fastapi_event_source(response_class: Any) -> bool:
@@ -176,36 +118,6 @@ def _is_fastapi_event_source(response_class: Any) -> bool:
     except ImportError:
         return False
     return isinstance(response_class, type) and issubclass(response_class, EventSourceResponse)
-
-
-def _path_names(route: APIRoute) -> set[str]:
-    return {field.name for field in route.dependant.path_params}
-
-
-def _signature_dependencies(spec: StreamSpec) -> list[Any]:
-    """The endpoint's own `Depends(...)` parameters (auth, say), minus the hub itself."""
-    found = []
-    for parameter in spec.signature.parameters.values():
-        marker = parameter.default
-        metadata = getattr(parameter.annotation, "__metadata__", ())
-        for candidate in (marker, *metadata):
-            if not isinstance(candidate, Depends) or candidate.dependency is get_hub:
-                continue
-            if candidate.dependency is None:
-                found.append(Depends(_class_of(parameter), use_cache=candidate.use_cache))
-            else:
-                found.append(candidate)
-    return found
-
-
-def _class_of(parameter: inspect.Parameter) -> Any:
-    """The dependency of a bare `Depends()`: the parameter's own type."""
-    annotation = parameter.annotation
-    return (
-        getattr(annotation, "__origin__", annotation)
-        if hasattr(annotation, "__metadata__")
-        else annotation
-    )
 
 
 def _resume_params() -> list[inspect.Parameter]:
@@ -238,19 +150,12 @@ def _endpoint(
     async def endpoint(**kwargs: Any) -> Any:
         request: Request = kwargs.pop("_streamhub_request")
         params = {p.name: kwargs.pop(p.name) for p in path_params}
-        try:
-            key = spec.key(params)
-        except InvalidKeyError as exc:
-            return error_response(422, str(exc))
         action: Action = handler.__name__.lstrip("_")  # type: ignore[assignment]
-        if not await spec.allowed(request, key, action):
-            return error_response(403, f"not allowed to {action} this stream")
-        try:
+        with http_errors():
+            key = spec.key(params)
+            if not await spec.allowed(request, key, action):
+                raise ForbiddenHTTPError(action)
             return await handler(request, key, **kwargs)
-        except SessionNotFoundError as exc:
-            return error_response(404, str(exc))
-        except BackendUnavailableError:
-            return unavailable_response()
 
     request_param = inspect.Parameter(
         "_streamhub_request", inspect.Parameter.KEYWORD_ONLY, annotation=Request
@@ -266,14 +171,8 @@ async def _resume(
 ) -> Response:
     hub = get_hub(request)
     cursor_text = last_event_id_header if last_event_id_header is not None else last_event_id
-    try:
-        cursor = None if cursor_text is None else Cursor.parse(cursor_text)
-    except InvalidCursorError as exc:
-        return error_response(400, str(exc))
-    try:
-        subscription = await hub.subscribe(key, after=cursor).open()
-    except InvalidCursorError as exc:
-        return error_response(400, str(exc))
+    cursor = None if cursor_text is None else Cursor.parse(cursor_text)
+    subscription = await hub.subscribe(key, after=cursor).open()
     if subscription.exhausted:
         return Response(status_code=204)
     return sse_response(subscription, hub.config)
@@ -292,3 +191,58 @@ async def _status(request: Request, key: str) -> Any:
     if status is None:
         raise SessionNotFoundError(key)
     return _status_body(status)
+
+
+class _Sibling(NamedTuple):
+    suffix: str
+    handler: Handler
+    options: dict[str, Any]
+    parameters: Callable[[], list[inspect.Parameter]] = list
+
+
+_SIBLINGS = [
+    _Sibling(
+        "/stream",
+        _resume,
+        {
+            "methods": ["GET"],
+            "summary": "Resume the stream",
+            "description": "Replays the events after the cursor (`Last-Event-ID` header or "
+            "`last_event_id` query), then follows live. 204 once the stream has ended and "
+            "the cursor is its terminal event.",
+            "response_class": Response,
+            "responses": {
+                **_SSE_RESPONSE,
+                204: {"description": "Finished, and the cursor is its terminal event"},
+                400: {
+                    "model": ErrorBody,
+                    "description": "Malformed cursor, or one ahead of the stream",
+                },
+                **_ERRORS,
+            },
+        },
+        _resume_params,
+    ),
+    _Sibling(
+        "/cancel",
+        _cancel,
+        {
+            "methods": ["POST"],
+            "summary": "Cancel the stream",
+            "description": "Stops the producer wherever it runs and stores a `cancelled` "
+            "event; waits briefly for the producer to confirm.",
+            "response_model": CancelBody,
+            "responses": _ERRORS,
+        },
+    ),
+    _Sibling(
+        "/status",
+        _status,
+        {
+            "methods": ["GET"],
+            "summary": "Stream status",
+            "response_model": StatusBody,
+            "responses": _ERRORS,
+        },
+    ),
+]

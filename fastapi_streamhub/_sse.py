@@ -11,7 +11,8 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.types import Message, Send
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
 
 from ._config import HubConfig
 from ._errors import SubscriberLaggedError
@@ -52,15 +53,24 @@ def _ping() -> ServerSentEvent:
 
 
 class StreamResponse(EventSourceResponse):
-    """sse-starlette's response without a cancel scope around every send.
+    """sse-starlette's response, ended quietly when a send outlasts `send_timeout`.
 
-    The hub sets no `send_timeout`, yet sse-starlette still enters a cancel scope
-    with no deadline for each send: about 3 µs, paid per token by every reader at an
-    LLM's pace (one send per token). A send stays cancellable without it.
+    A client that stops reading (a frozen tab, a stalled proxy) blocks the send once
+    the socket buffers are full, and a blocked send would hold its reader forever.
+    sse-starlette bounds every send with `send_timeout` and then raises; this ends the
+    response with one warning instead of an error with a traceback. The client can
+    resume from the last event it read.
     """
 
-    async def _send_with_timeout(self, send: Send, message: Message) -> None:
-        await send(message)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except* SendTimeoutError:
+            logger.warning(
+                "%s: the client stopped reading for %s s; its response was ended",
+                scope.get("path"),
+                self.send_timeout,
+            )
 
 
 def sse_response(subscription: Subscription, config: HubConfig) -> EventSourceResponse:
@@ -70,4 +80,5 @@ def sse_response(subscription: Subscription, config: HubConfig) -> EventSourceRe
         ping=config.keepalive_s,
         ping_message_factory=_ping,
         sep="\n",
+        send_timeout=config.send_timeout_s,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -11,11 +10,10 @@ import anyio
 import pytest
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
 from fastapi.testclient import TestClient
-from sse_starlette import EventSourceResponse
 
 import fastapi_streamhub
 from fastapi_streamhub import Event, StreamHub, current_producer, get_hub, resumable_stream
-from fastapi_streamhub._sse import StreamResponse
+from tests.support.routes import served_paths
 from tests.support.sse import SSEParser
 
 
@@ -154,9 +152,12 @@ def require_key(x_key: Annotated[str | None, Header()] = None) -> str:
 
 
 class Caller:
-    """A class dependency, declared as a bare `Depends()`."""
+    """A class dependency, declared as a bare `Depends()`.
 
-    def __init__(self, x_caller: Annotated[str | None, Header()] = None) -> None:
+    Its parameter is not written with `Annotated`: FastAPI before 0.123 cannot read
+    an `Annotated` string annotation (this module postpones them) of a class."""
+
+    def __init__(self, x_caller: str | None = Header(None)) -> None:
         if x_caller is None:
             raise HTTPException(403, "who are you?")
         self.name = x_caller
@@ -248,6 +249,9 @@ def test_a_prefix_with_braces_is_refused() -> None:
 
 
 def test_a_prefixed_router_mounts_once_with_its_tags_and_guards_once() -> None:
+    """A router shared by two apps gets its stream routes once in each app, with the
+    router's tags once and its dependency run once per request; the router itself is
+    left as declared."""
     calls: list[str] = []
 
     def count_calls() -> None:
@@ -271,11 +275,12 @@ def test_a_prefixed_router_mounts_once_with_its_tags_and_guards_once() -> None:
             assert calls == ["guard"]
             operation = client.get("/openapi.json").json()["paths"]["/chat/{chat_id}/status"]
             assert operation["get"]["tags"] == ["chat"]
-    assert len(router.routes) == 4
+        assert served_paths(app).count("/chat/{chat_id}/status") == 1
+    assert [route.path for route in router.routes] == ["/chat/{chat_id}"]
 
 
 def test_fastapis_own_event_source_response_class_is_refused_at_startup() -> None:
-    from fastapi.sse import EventSourceResponse
+    EventSourceResponse = pytest.importorskip("fastapi.sse").EventSourceResponse
 
     hub = StreamHub()
     app = FastAPI(lifespan=hub.lifespan)
@@ -287,11 +292,3 @@ def test_fastapis_own_event_source_response_class_is_refused_at_startup() -> Non
 
     with pytest.raises(ValueError, match="drop response_class"), TestClient(app):
         pass
-
-
-def test_sse_starlette_still_sends_through_the_method_the_hub_overrides() -> None:
-    """`StreamResponse` drops sse-starlette's cancel scope per send by overriding
-    `_send_with_timeout`; were sse-starlette to stop calling it, the override would
-    silently do nothing."""
-    assert "self._send_with_timeout(" in inspect.getsource(EventSourceResponse._stream_response)
-    assert StreamResponse._send_with_timeout is not EventSourceResponse._send_with_timeout

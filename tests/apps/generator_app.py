@@ -1,8 +1,10 @@
 """An app for end-to-end tests: a generator whose life the tests can observe.
 
-`TEST_REDIS_URL` selects the Redis backend (the memory backend otherwise);
-`GET /debug/runs/{run_id}` reports how often this instance started the generator,
-how many tokens it yielded and whether its `finally` ran.
+`TEST_REDIS_URL` selects the Redis backend (the memory backend otherwise) and
+`TEST_SEND_TIMEOUT_S` the hub's `send_timeout_s`. A run's `pad` makes each token that
+many characters longer, to fill socket buffers. `GET /debug/runs/{run_id}` reports
+how often this instance started the generator, how many tokens it yielded and whether
+its `finally` ran.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from fastapi_streamhub import StreamHub, get_hub, resumable_stream
 class Spec(BaseModel):
     count: int
     delay_ms: float = 0
+    pad: int = 0
 
 
-def token(i: int) -> str:
-    return f"tok{i} "
+def token(i: int, pad: int = 0) -> str:
+    return f"tok{i} " + "." * pad
 
 
 def require_token(authorization: str | None = Header(None)) -> str:
@@ -46,6 +49,7 @@ def create_app() -> FastAPI:
         "lease_ttl_s": float(os.environ.get("TEST_LEASE_S", "2")),
         "shutdown_grace_s": float(os.environ.get("TEST_GRACE_S", "1")),
         "keepalive_s": 1.0,
+        "send_timeout_s": float(os.environ.get("TEST_SEND_TIMEOUT_S", "30")),
     }
     hub = StreamHub.from_url(url, **options) if url else StreamHub(**options)
     app = FastAPI(lifespan=hub.lifespan)
@@ -63,7 +67,7 @@ def create_app() -> FastAPI:
                 if spec.delay_ms:
                     await anyio.sleep(spec.delay_ms / 1000)
                 record["yielded"] += 1
-                yield token(i)
+                yield token(i, spec.pad)
         finally:
             record["finally"] += 1
 
