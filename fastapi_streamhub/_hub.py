@@ -30,6 +30,7 @@ from ._hooks import wire_app
 from ._keys import validate_key
 from ._leases import LeaseKeeper
 from ._producer import Producer, StopReason
+from ._send_guard import SendGuard
 from ._status import CancelResult, StreamStatus, producer_stopped, stream_status
 from ._subscription import Subscription
 from ._supervisor import Supervisor
@@ -73,6 +74,8 @@ class StreamHub:
         self._supervisor: Supervisor | None = None
         self._writer: Writer | None = None
         self._checking: set[Producer] = set()
+        self._send_guard = SendGuard(self.config.send_timeout_s)
+        """Ends responses whose client stopped reading (see `send_timeout_s`)."""
 
     @classmethod
     def from_url(
@@ -143,6 +146,7 @@ class StreamHub:
         supervisor.keep("leases", leases.run)
         supervisor.keep("listener", self.backend.run)
         supervisor.keep("watchdog", watchdog.run)
+        supervisor.keep("send guard", self._send_guard.run)
         return self
 
     async def __aexit__(

@@ -8,15 +8,18 @@ data is compact JSON, which never contains CR or LF, so it is always one line.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
+import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from sse_starlette.sse import SendTimeoutError
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from ._config import HubConfig
 from ._errors import SubscriberLaggedError
 from ._events import StreamEvent
+from ._send_guard import SendGuard
 from ._subscription import Subscription
 
 logger = logging.getLogger("fastapi_streamhub")
@@ -53,32 +56,47 @@ def _ping() -> ServerSentEvent:
 
 
 class StreamResponse(EventSourceResponse):
-    """sse-starlette's response, ended quietly when a send outlasts `send_timeout`.
+    """sse-starlette's response, ended when one send outlasts the hub's send timeout.
 
-    A client that stops reading (a frozen tab, a stalled proxy) blocks the send once
-    the socket buffers are full, and a blocked send would hold its reader forever.
-    sse-starlette bounds every send with `send_timeout` and then raises; this ends the
-    response with one warning instead of an error with a traceback. The client can
+    A client that stops reading blocks the send once the socket buffers are full; the
+    hub's `SendGuard` then cancels this response (one clock read per send, instead of
+    a timed cancel scope around each), and it ends with one warning. The client can
     resume from the last event it read.
     """
 
+    def __init__(self, *args: Any, guard: SendGuard, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._guard = guard
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except* SendTimeoutError:
+        with anyio.CancelScope() as cancel_scope:
+            guarded = self._guard.watch(cancel_scope)
+
+            async def timed_send(message: Message) -> None:
+                guarded.since = time.monotonic()
+                await send(message)
+                guarded.since = None
+
+            try:
+                await super().__call__(scope, receive, timed_send)
+            finally:
+                self._guard.forget(guarded)
+        if guarded.timed_out:
             logger.warning(
                 "%s: the client stopped reading for %s s; its response was ended",
                 scope.get("path"),
-                self.send_timeout,
+                self._guard.timeout_s,
             )
 
 
-def sse_response(subscription: Subscription, config: HubConfig) -> EventSourceResponse:
+def sse_response(
+    subscription: Subscription, config: HubConfig, guard: SendGuard
+) -> EventSourceResponse:
     return StreamResponse(
         _body(subscription, config.retry_ms),
+        guard=guard,
         headers=SSE_HEADERS,
         ping=config.keepalive_s,
         ping_message_factory=_ping,
         sep="\n",
-        send_timeout=config.send_timeout_s,
     )
