@@ -96,7 +96,7 @@ async def _start(spec: StreamSpec, request: Request, params: dict[str, Any]) -> 
         if not await spec.allowed(request, key, "start"):
             raise ForbiddenHTTPError("start")
         subscription = await _start_or_attach(hub, spec, key, params)
-    return sse_response(subscription, hub.config, hub._send_guard)
+    return sse_response(subscription, hub.config, hub.send_guard)
 
 
 async def _start_or_attach(

@@ -75,7 +75,6 @@ class StreamHub:
         self._writer: Writer | None = None
         self._checking: set[Producer] = set()
         self._send_guard = SendGuard(self.config.send_timeout_s)
-        """Ends responses whose client stopped reading (see `send_timeout_s`)."""
 
     @classmethod
     def from_url(
@@ -115,6 +114,11 @@ class StreamHub:
             replica_ack_timeout_s=replica_ack_timeout_s,
         )
         return cls(backend=backend, **options)
+
+    @property
+    def send_guard(self) -> SendGuard:
+        """Ends responses whose client stopped reading for `send_timeout_s`."""
+        return self._send_guard
 
     @property
     def started(self) -> bool:

@@ -175,7 +175,7 @@ async def _resume(
     subscription = await hub.subscribe(key, after=cursor).open()
     if subscription.exhausted:
         return Response(status_code=204)
-    return sse_response(subscription, hub.config, hub._send_guard)
+    return sse_response(subscription, hub.config, hub.send_guard)
 
 
 async def _cancel(request: Request, key: str) -> Any:
