@@ -20,37 +20,30 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
+from ._cancel import cancel
 from ._config import HubConfig, HubOptions
 from ._cursor import Cursor, coerce_cursor, new_generation
 from ._errors import BackendUnavailableError, HubNotStartedError, SessionBusyError
-from ._events import terminal_data
-from ._fanout import Fanout, Signal
+from ._fanout import Fanout
 from ._health import HubHealth
 from ._hooks import wire_app
 from ._keys import validate_key
 from ._leases import LeaseKeeper
-from ._producer import Producer, StopReason
+from ._local import LocalProducers
+from ._producer import Producer
+from ._producer_core import ProducerCore
 from ._send_guard import SendGuard
-from ._status import CancelResult, StreamStatus, producer_stopped, stream_status
+from ._status import CancelResult, StreamStatus, stream_status
 from ._subscription import Subscription
 from ._supervisor import Supervisor
 from ._watchdog import Watchdog
 from ._writer import Writer
-from .backends._base import Backend, Control, Notification, SessionState
+from .backends._base import Backend
 from .backends.memory import MemoryBackend
 
 logger = logging.getLogger("fastapi_streamhub")
 
 _HEALTH_PING_S = 2.0
-
-
-def _ended_reason(state: SessionState | None, generation: str) -> StopReason | None:
-    """Why storage says `generation` no longer runs, or None if it does."""
-    if state is None or state.generation != generation:
-        return "stale"
-    if state.status != "active":
-        return state.status
-    return None
 
 
 class StreamHub:
@@ -69,11 +62,10 @@ class StreamHub:
         self.instance_id = secrets.token_hex(8)
         """This process's id as a producer owner."""
         self._fanout = Fanout(self.backend)
-        self._producers: dict[str, Producer] = {}
+        self._producers = LocalProducers(self.backend, self.config)
         self._task_group: TaskGroup | None = None
         self._supervisor: Supervisor | None = None
         self._writer: Writer | None = None
-        self._checking: set[Producer] = set()
         self._send_guard = SendGuard(self.config.send_timeout_s)
 
     @classmethod
@@ -144,7 +136,7 @@ class StreamHub:
         self._task_group = task_group
         supervisor = self._supervisor = Supervisor(task_group)
         self._writer = Writer(self.backend, self.config, wind_up=self._start_wind_up)
-        leases = LeaseKeeper(self.backend, self.config, self._producers.values)
+        leases = LeaseKeeper(self.backend, self.config, self._producers.__iter__)
         watchdog = Watchdog(self.backend, self._fanout, self.config)
         supervisor.keep("writer", self._writer.run)
         supervisor.keep("leases", leases.run)
@@ -164,7 +156,7 @@ class StreamHub:
             raise HubNotStartedError()
         try:
             with anyio.CancelScope(shield=True):
-                await self._shutdown_producers()
+                await self._producers.shutdown()
             task_group.cancel_scope.cancel()
             await task_group.__aexit__(None, None, None)
         finally:
@@ -199,30 +191,6 @@ class StreamHub:
         app.router.lifespan_context = lifespan
         wire_app(app)
 
-    async def _shutdown_producers(self) -> None:
-        producers = list(self._producers.values())
-        if not producers:
-            return
-        with anyio.move_on_after(self.config.shutdown_grace_s):
-            for producer in producers:
-                await producer.wait()
-        async with anyio.create_task_group() as group:
-            for producer in producers:
-                if not producer.finished:
-                    logger.warning(
-                        "stream %r (generation %s): cancelled by shutdown",
-                        producer.key,
-                        producer.generation,
-                    )
-                    group.start_soon(self._end_for_shutdown, producer)
-
-    async def _end_for_shutdown(self, producer: Producer) -> None:
-        producer._interrupt_feeder()
-        with anyio.move_on_after(self.config.cancel_wait_s):
-            await producer.fail(
-                "The server shut down before the stream finished.", reason="shutdown"
-            )
-
     async def health(self) -> HubHealth:
         """Whether this hub can serve: started, storage reachable, every shared task running.
 
@@ -250,30 +218,13 @@ class StreamHub:
         """Notifications may have been lost: readers catch up, and every local producer
         checks storage at once (a cancel signal may have been among them)."""
         self._fanout.resync()
-        for producer in list(self._producers.values()):
+        for producer in self._producers:
             self._check_soon(producer)
 
     def _check_soon(self, producer: Producer) -> None:
-        """Look up in storage whether `producer`'s generation still runs; checks asked
-        for together are made in one call."""
-        self._checking.add(producer)
-        if len(self._checking) == 1 and self._supervisor is not None:
-            self._supervisor.guard("producer check", self._check_producers)
-
-    async def _check_producers(self) -> None:
-        await anyio.lowlevel.checkpoint()
-        producers, self._checking = list(self._checking), set()
-        try:
-            states = await self.backend.states([p.key for p in producers])
-        except BackendUnavailableError as exc:
-            logger.warning(
-                "%d producers not checked (the next write will tell): %s", len(producers), exc
-            )
-            return
-        for producer, state in zip(producers, states, strict=True):
-            reason = _ended_reason(state, producer.generation)
-            if reason is not None:
-                producer._stop(reason)
+        supervisor = self._supervisor
+        if supervisor is not None:
+            self._producers.check_soon(producer, supervisor.guard)
 
     async def register(self, key: str) -> tuple[Producer, bool]:
         """Claim `key` for a new generation; returns `(producer, created)`.
@@ -288,12 +239,12 @@ class StreamHub:
         supervisor = self._require_supervisor()
         validate_key(key)
         existing = self._producers.get(key)
-        if existing is not None and existing.stop_reason is None:
-            (state,) = await self.backend.states([key])
-            reason = _ended_reason(state, existing.generation)
-            if reason is None:
-                return existing, False
-            existing._stop(reason)
+        if (
+            existing is not None
+            and existing.stop_reason is None
+            and await self._producers.still_running(existing)
+        ):
+            return existing, False
         created, state = await self.backend.claim(
             key,
             generation=new_generation(),
@@ -313,7 +264,7 @@ class StreamHub:
             on_finished=self._forget,
             on_hint=self._check_soon,
         )
-        self._producers[key] = producer
+        self._producers.add(producer)
         self._fanout.open_local(key, producer.generation)
         supervisor.guard(f"control watch {key!r}", lambda: self._watch_control(producer))
         return producer, True
@@ -326,14 +277,12 @@ class StreamHub:
         except BackendUnavailableError as exc:
             logger.warning("stream %r: no cancel signals until a write: %s", producer.key, exc)
 
-    def _start_wind_up(self, producer: Producer) -> None:
+    def _start_wind_up(self, producer: ProducerCore) -> None:
         self._require_supervisor().guard(f"wind-up {producer.key!r}", producer._wind_up)
 
     async def _forget(self, producer: Producer) -> None:
         """Run by the producer's own wind-up, so its end costs no task of its own."""
-        if self._producers.get(producer.key) is producer:
-            del self._producers[producer.key]
-        self._checking.discard(producer)
+        self._producers.forget(producer)
         await self._fanout.remove(producer.key, "control", producer._on_control)
 
     def spawn(self, producer: Producer, run: Callable[[], Awaitable[None]]) -> None:
@@ -390,62 +339,17 @@ class StreamHub:
         generation is cancelled: a stop that races the next turn leaves the next turn be.
         """
         self._require_supervisor()
-        validate_key(key)
-        stopped = _StopWatch()
-        if wait:
-            await self._fanout.add(key, "control", stopped.on_signal)
-        try:
-            cancelled, state = await self.backend.finish(
-                key,
-                generation=generation,
-                event="cancelled",
-                data=terminal_data(reason="cancelled"),
-                retention_ms=self.config.retention_ms,
-                only_if_lapsed=False,
-            )
-            if state is None:
-                return None
-            stopped.generation = state.generation
-            local = self._producers.get(key)
-            if cancelled and local is not None and local.generation == state.generation:
-                local._stop("cancelled")
-            if wait and state.owner and not state.lease_expired:
-                with anyio.move_on_after(wait):
-                    await stopped.wait(local if local is not None else None)
-        finally:
-            if wait:
-                await self._fanout.remove(key, "control", stopped.on_signal)
-        (final,) = await self.backend.states([key])
-        return CancelResult(key, cancelled, producer_stopped(final), stream_status(final or state))
+        return await cancel(
+            validate_key(key),
+            generation=generation,
+            wait=wait,
+            backend=self.backend,
+            fanout=self._fanout,
+            local=self._producers,
+            config=self.config,
+        )
 
     async def remove(self, key: str) -> bool:
         """Cancel `key` if it is running, then delete it; True if it existed."""
         await self.cancel(key)
         return await self.backend.remove(validate_key(key))
-
-
-class _StopWatch:
-    """Waits for the `stopped` signal of one generation, or for its local producer.
-
-    Signals are recorded by generation from before the cancel is sent, since the
-    generation is known only from its answer, and the signal may come first."""
-
-    def __init__(self) -> None:
-        self.generation: str | None = None
-        self._stopped: set[str] = set()
-        self._event = anyio.Event()
-
-    def on_signal(self, signal: Signal | Notification) -> None:
-        if isinstance(signal, Control) and signal.kind == "stopped":
-            self._stopped.add(signal.generation)
-            self._event.set()
-
-    async def wait(self, local: Producer | None) -> None:
-        if local is not None and local.generation == self.generation:
-            await local.wait()
-            return
-        while self.generation not in self._stopped:
-            event = self._event
-            await event.wait()
-            if event is self._event:
-                self._event = anyio.Event()

@@ -4,61 +4,28 @@
 the process's writer (`_writer.py`), which stores what was buffered while its
 previous write was in flight. A write refused because the generation is no
 longer current (or has ended) stops the producer; one refused for now is retried
-until `write_deadline_s`. A producer that cannot store its own terminal event (a
-final refusal, storage away, a lost tail it cannot write again) has one stored for
-it, or tells its readers directly when storage takes nothing.
+until `write_deadline_s`. What faces storage is in `_producer_core.py`.
 """
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 
-from ._buffer import EventBuffer
-from ._config import HubConfig
-from ._errors import BackendUnavailableError, ProducerStoppedError, StaleGenerationError
+from ._errors import ProducerStoppedError, StaleGenerationError
 from ._events import StreamEvent, UnsupportedChunkError, encode_chunk, metadata_json, terminal_data
-from ._fanout import Fanout, Signal
-from ._writer import Writer
-from .backends._base import Append, AppendOutcome, Backend, Control, EventBatch, Gap, StorageHint
+from ._fanout import Signal
+from ._producer_core import ProducerCore, ProducerPhase, StopReason
+from .backends._base import Control, StorageHint
 
 logger = logging.getLogger("fastapi_streamhub")
 
-StopReason = Literal["done", "error", "cancelled", "stale", "unavailable", "failed"]
-
-_UNSTORED_ENDS: dict[str, tuple[str, str]] = {
-    "unavailable": ("unavailable", "The stream's storage is unavailable."),
-    "failed": ("failed", "The stream could not be stored."),
-}
-_TAIL_LOST = ("storage_lost", "The storage lost part of the stream.")
-
-
-class ProducerPhase(enum.Enum):
-    """Where a producer is in its life."""
-
-    RUNNING = "running"
-    """Publishing."""
-    CLOSING = "closing"
-    """Its terminal event is buffered; nothing more may be published."""
-    STOPPED = "stopped"
-    """Ended (`stop_reason` says why)."""
-    FINISHING = "finishing"
-    """Recording the end in storage."""
-    FINISHED = "finished"
-    """Everything settled; `wait()` returns."""
-
-
-def _wake(waiters: anyio.Event | None) -> None:
-    """Wake whoever waits on a lazily created event (created only when someone waits)."""
-    if waiters is not None:
-        waiters.set()
+__all__ = ["Producer", "ProducerPhase", "StopReason"]
 
 
 def _utf8_size(data: str) -> int:
@@ -70,44 +37,8 @@ def _utf8_size(data: str) -> int:
         ) from None
 
 
-class Producer:
+class Producer(ProducerCore):
     """Writes one generation of one key. Obtain it from `StreamHub.register`."""
-
-    def __init__(
-        self,
-        *,
-        key: str,
-        generation: str,
-        backend: Backend,
-        writer: Writer,
-        fanout: Fanout,
-        config: HubConfig,
-        on_finished: Callable[[Producer], Awaitable[None]],
-        on_hint: Callable[[Producer], None],
-    ) -> None:
-        self.key = key
-        """The stream key."""
-        self.generation = generation
-        """The generation id this producer writes; every event id starts with it."""
-        self._backend = backend
-        self._writer = writer
-        self._fanout = fanout
-        self._config = config
-        self._on_finished = on_finished
-        self._on_hint = on_hint
-        self._phase = ProducerPhase.RUNNING
-        self._stop_reason: StopReason | None = None
-        self._seq = 0
-        self._bytes = 0
-        self._buffer = EventBuffer(tail=config.failover_tail_events)
-        self._stored: anyio.Event | None = None
-        self._metadata: dict[str, Any] = {}
-        self._metadata_dirty = False
-        self._unstored_end: tuple[str, str] | None = None
-        self._unavailable_since: float | None = None
-        self._room: anyio.Event | None = None
-        self._finished = anyio.Event()
-        self._interrupt: Callable[[], None] | None = None
 
     @property
     def phase(self) -> ProducerPhase:
@@ -117,11 +48,6 @@ class Producer:
     def seq(self) -> int:
         """The seq of the last event published (stored or still buffered)."""
         return self._seq
-
-    @property
-    def stop_reason(self) -> StopReason | None:
-        """None while running; then why it ended."""
-        return self._stop_reason
 
     @property
     def finished(self) -> bool:
@@ -240,151 +166,3 @@ class Producer:
                 self._stop("cancelled")
         elif isinstance(signal, StorageHint):
             self._on_hint(self)
-
-    def _stop(self, reason: StopReason) -> None:
-        """Stopped from outside (cancel, fencing, storage) the feeding task is interrupted;
-        after its own `close` or `fail` it has nothing left to do but wait, so it is not
-        (a cancellation costs a task repr and a raised exception per stream)."""
-        if self._stop_reason is None:
-            self._stop_reason = reason
-        closing = self._phase is ProducerPhase.CLOSING
-        if self._phase in (ProducerPhase.RUNNING, ProducerPhase.CLOSING):
-            self._phase = ProducerPhase.STOPPED
-        _wake(self._room)
-        self._room = None
-        self._writer.wake(self)
-        if self._interrupt is not None and not closing:
-            self._interrupt()
-
-    @property
-    def _has_work(self) -> bool:
-        return bool(self._buffer.pending) or self._metadata_dirty or self._stop_reason is not None
-
-    def _take_write(self, max_events: int, max_chars: int) -> Append | None:
-        """The next write for the writer: buffered events within the bounds, metadata."""
-        if not self._buffer.pending and not self._metadata_dirty:
-            return None
-        batch = self._buffer.take(min(max_events, self._config.max_batch), max_chars)
-        metadata = None
-        if self._metadata_dirty:
-            metadata = metadata_json(self._metadata)
-            self._metadata_dirty = False
-        _wake(self._room)
-        self._room = None
-        return Append(self.key, self.generation, batch, metadata)
-
-    def _written(self, write: Append, outcome: AppendOutcome) -> None:
-        """A write was answered: deliver what is stored, retry, rewrite, or stop."""
-        if outcome == "ok":
-            self._unavailable_since = None
-            if write.events:
-                self._deliver(write)
-        elif outcome == "unavailable":
-            self._write_failed(write, BackendUnavailableError("storage refused the write for now"))
-        elif isinstance(outcome, Gap):
-            self._rewrite(write, outcome.last_seq)
-        else:
-            if outcome == "failed":
-                self._unstored_end = _UNSTORED_ENDS["failed"]
-            self._stop(outcome)
-
-    def _deliver(self, write: Append) -> None:
-        events = write.events
-        self._fanout.deliver_local(self.key, self.generation, EventBatch(events))
-        self._buffer.stored(events)
-        _wake(self._stored)
-        self._stored = None
-        if events[-1].terminal:
-            self._stop(events[-1].event)  # type: ignore[arg-type]
-
-    def _rewrite(self, write: Append, last_seq: int) -> None:
-        """A failover lost the stored tail after `last_seq`: write it again, or end."""
-        self._metadata_dirty = self._metadata_dirty or write.metadata is not None
-        if self._buffer.rewrite_after(last_seq, write.events):
-            logger.warning(
-                "stream %r (generation %s): storage lost events after %d (a failover); "
-                "writing them again",
-                self.key,
-                self.generation,
-                last_seq,
-            )
-            return
-        logger.error(
-            "stream %r (generation %s): storage lost events after %d, more than the %d kept",
-            self.key,
-            self.generation,
-            last_seq,
-            self._config.failover_tail_events,
-        )
-        self._unstored_end = _TAIL_LOST
-        self._stop("failed")
-
-    def _write_failed(self, write: Append, error: BackendUnavailableError) -> None:
-        """Storage is away: keep the write for a retry, or give up past the deadline."""
-        self._buffer.put_back(write.events)
-        self._metadata_dirty = self._metadata_dirty or write.metadata is not None
-        now = time.monotonic()
-        if self._unavailable_since is None:
-            self._unavailable_since = now
-            logger.warning(
-                "stream %r (generation %s): storage unavailable, retrying: %s",
-                self.key,
-                self.generation,
-                error,
-            )
-        elif now - self._unavailable_since >= self._config.write_deadline_s:
-            logger.error(
-                "stream %r (generation %s): storage unavailable for %.1fs, ending the stream",
-                self.key,
-                self.generation,
-                self._config.write_deadline_s,
-            )
-            self._unstored_end = _UNSTORED_ENDS["unavailable"]
-            self._stop("unavailable")
-
-    def _lease_renewed(self, outcome: str) -> None:
-        """A refused renewal stops the producer (fenced out, or ended elsewhere)."""
-        if outcome in ("stale", "done", "error", "cancelled"):
-            self._stop(outcome)  # type: ignore[arg-type]
-
-    async def _wind_up(self) -> None:
-        """After the producer stopped: record it in storage and release everyone waiting."""
-        if self._phase is not ProducerPhase.STOPPED:
-            return
-        self._phase = ProducerPhase.FINISHING
-        try:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(self._config.cancel_wait_s):
-                if self._unstored_end is not None:
-                    await self._store_end(*self._unstored_end)
-                await self._release()
-        finally:
-            self._phase = ProducerPhase.FINISHED
-            self._fanout.close_local(self.key, self.generation)
-            self._finished.set()
-            _wake(self._stored)
-            self._stored = None
-            await self._on_finished(self)
-
-    async def _store_end(self, reason: str, message: str) -> None:
-        """The producer could not store its own terminal event: store one for it, or, when
-        storage takes nothing, tell the readers of this process directly."""
-        try:
-            await self._backend.finish(
-                self.key,
-                generation=self.generation,
-                event="error",
-                data=terminal_data(message=message, reason=reason),
-                retention_ms=self._config.retention_ms,
-                only_if_lapsed=False,
-            )
-        except Exception as exc:
-            logger.warning("stream %r: its end could not be stored: %s", self.key, exc)
-            self._fanout.dispatch_local_error(self.key, self.generation)
-
-    async def _release(self) -> None:
-        try:
-            await self._backend.release(self.key, generation=self.generation)
-        except Exception as exc:
-            logger.warning(
-                "stream %r: could not record that its producer stopped: %s", self.key, exc
-            )

@@ -27,7 +27,7 @@ from ._waiter import Waiter
 from .backends._base import Append, AppendOutcome, Backend
 
 if TYPE_CHECKING:
-    from ._producer import Producer
+    from ._producer_core import ProducerCore as Producer
 
 logger = logging.getLogger("fastapi_streamhub")
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from .._errors import BackendUnavailableError
-from .._events import Status, StreamEvent
+from .._events import StreamEvent
 from .._keys import KeySpace
 from . import _codec
 from ._base import (
@@ -35,50 +35,12 @@ from ._base import (
 )
 from ._gathering import Gathering
 from ._pubsub import Listener, PubSubListener
-from ._redis_errors import is_transient, is_transient_message, unavailable_as_error
+from ._redis_errors import unavailable_as_error
+from ._redis_replies import group_outcomes, outcome_of, session_state
 from ._scripts import Call, Client, Scripts
 from ._urls import client_from_url
 
 logger = logging.getLogger("fastapi_streamhub")
-
-_OUTCOMES = frozenset({"ok", "stale", "done", "error", "cancelled"})
-
-
-def _outcome(key: str, reply: Any) -> AppendOutcome:
-    """A refused write ends only its own stream; one refused for now is retried."""
-    text = str(reply)
-    if text in _OUTCOMES:
-        return cast("WriteOutcome", text)
-    if text.startswith("gap:"):
-        return Gap(int(text[4:]))
-    message = text.removeprefix("error:")
-    if is_transient_message(message):
-        return "unavailable"
-    logger.error("stream %r: Redis refused the write: %s", key, message)
-    return "failed"
-
-
-def _group_outcomes(writes: Sequence[Append], reply: Any) -> list[AppendOutcome]:
-    """The outcome of each write of one script call: its own, or the call's failure."""
-    if not isinstance(reply, Exception):
-        return [_outcome(write.key, o) for write, o in zip(writes, reply, strict=True)]
-    if is_transient(reply) or isinstance(reply, BackendUnavailableError):
-        return ["unavailable"] * len(writes)
-    logger.error("Redis refused %d writes: %r", len(writes), reply)
-    return ["failed"] * len(writes)
-
-
-def _session_state(key: str, row: Sequence[Any]) -> SessionState:
-    status, generation, owner, lease_left, last_seq, metadata = row[-6:]
-    return SessionState(
-        key=key,
-        status=cast("Status", status),
-        generation=generation,
-        owner=owner,
-        last_seq=int(last_seq),
-        metadata=metadata,
-        lease_expired=int(lease_left) <= 0,
-    )
 
 
 class RedisBackend:
@@ -244,7 +206,7 @@ class RedisBackend:
         keys = (self._keys.state(key), self._keys.events(key))
         args = (generation, owner, lease_ms, retention_ms)
         row = await self._claims.call(Call("claim", keys, args))
-        state = _session_state(key, row)
+        state = session_state(key, row)
         created = bool(row[0]) or (state.generation == generation and state.owner == owner)
         return created, state
 
@@ -264,7 +226,7 @@ class RedisBackend:
             replies = await self._call_each(calls)
         outcomes: dict[int, AppendOutcome] = {}
         for group, reply in zip(groups, replies, strict=True):
-            for write, outcome in zip(group, _group_outcomes(group, reply), strict=True):
+            for write, outcome in zip(group, group_outcomes(group, reply), strict=True):
                 outcomes[id(write)] = outcome
         return [outcomes[id(write)] for write in writes]
 
@@ -327,7 +289,7 @@ class RedisBackend:
             if isinstance(reply, Exception):
                 raise BackendUnavailableError(f"lease renewals failed: {reply}") from reply
             for lease, answer in zip(group, reply, strict=True):
-                outcome = _outcome(lease.key, answer)
+                outcome = outcome_of(lease.key, answer)
                 outcomes[id(lease)] = "failed" if isinstance(outcome, Gap) else outcome
         return [outcomes[id(lease)] for lease in leases]
 
@@ -359,7 +321,7 @@ class RedisBackend:
         row = await self._call(Call("finish", keys, args))
         if row is None:
             return False, None
-        return bool(row[0]), _session_state(key, row)
+        return bool(row[0]), session_state(key, row)
 
     async def release(self, key: str, *, generation: str) -> None:
         keys = (self._keys.state(key), self._keys.control_channel(key))
@@ -387,7 +349,7 @@ class RedisBackend:
             if isinstance(rows, Exception):
                 raise BackendUnavailableError(f"reading states failed: {rows}") from rows
             for index, row in zip(group, rows, strict=True):
-                found[index] = _session_state(keys[index], row) if row else None
+                found[index] = session_state(keys[index], row) if row else None
         return found
 
     async def remove(self, key: str) -> bool:
