@@ -46,6 +46,14 @@ class KeySpace:
     def events(self, key: str) -> str:
         return self._base(key) + ":events"
 
+    def packing(self, key: str) -> str:
+        """Where compaction builds the packed events before they replace the stream."""
+        return self._base(key) + ":packing"
+
+    def hook_index(self) -> str:
+        """The sessions whose generation may owe a finish hook: one key per prefix."""
+        return self.prefix + "finish-hooks"
+
     def event_channel(self, key: str) -> str:
         return self._base(key) + ":notify"
 

@@ -47,6 +47,41 @@ class SessionState:
     lease_expired: bool
 
 
+HookState = Literal["none", "owed", "running", "done"]
+"""A generation's finish hook: none set, owed (not run yet), being run, or run."""
+
+HookTake = Literal["taken", "busy", "done", "none"]
+"""Taking a finish hook: it is yours to run (`taken`), someone else's for now or not yet
+free (`busy`), it ran already (`done`), or there is none to run (`none`)."""
+
+CompactOutcome = Literal["done", "more", "skipped"]
+"""A compaction step: the generation is compacted (`done`), call again (`more`), or there
+is nothing to compact (`skipped`: another generation, still running, or gone)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDetails:
+    """A session's state with what the end of its generation needs: when it started and
+    ended (ms since the epoch, on storage's clock), its finish hook, and whether its
+    events are compacted."""
+
+    state: SessionState
+    started_ms: int
+    ended_ms: int | None
+    hook: HookState
+    hook_name: str
+    compacted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Unread:
+    """A running generation that ends as abandoned once no reader was seen for `window_ms`."""
+
+    key: str
+    generation: str
+    window_ms: int
+
+
 @dataclass(frozen=True, slots=True)
 class Append:
     """One producer's write: consecutive events of its generation, and new metadata."""
@@ -133,9 +168,22 @@ class Backend(Protocol):
         """Stop delivering notifications of `key`."""
 
     async def claim(
-        self, key: str, *, generation: str, owner: str, lease_ms: int, retention_ms: int
+        self,
+        key: str,
+        *,
+        generation: str,
+        owner: str,
+        lease_ms: int,
+        retention_ms: int,
+        hook: str = "",
     ) -> tuple[bool, SessionState]:
-        """Start `generation` unless a live producer holds the key; returns (created, state)."""
+        """Start `generation` unless a live producer holds the key; returns (created, state).
+
+        `retention_ms` is kept with the generation: every end of it applies it. `hook`
+        names its finish hook (`''`: none). A generation that still owes its finish hook
+        is not replaced either: the answer is then `(False, its state)`, ended (or
+        active with a lapsed lease), where a live producer's is active and unlapsed.
+        """
 
     async def append_many(
         self, writes: Sequence[Append], *, retention_ms: int
@@ -175,3 +223,40 @@ class Backend(Protocol):
 
     async def remove(self, key: str) -> bool:
         """Delete everything stored under `key`."""
+
+    async def details(self, key: str) -> SessionDetails | None:
+        """The session's state, times, finish hook and compaction; None if there is none."""
+
+    async def compact(self, key: str, *, generation: str, chunk: int) -> CompactOutcome:
+        """One step of compacting the ended `generation` (at most `chunk` raw events).
+
+        Readers see the raw events until the last step swaps the packed ones in, at once;
+        a cursor of either stays valid. Safe to repeat, and to interrupt.
+        """
+
+    async def take_hook(
+        self, key: str, *, generation: str, holder: str, hold_ms: int, grace_ms: int
+    ) -> HookTake:
+        """Take (or renew) the finish hook of the ended `generation` for `hold_ms`: free
+        once it ended `grace_ms` ago, or once its holder's hold lapsed."""
+
+    async def hook_done(self, key: str, *, generation: str) -> None:
+        """Record that the finish hook of `generation` ran."""
+
+    async def owe_hooks(self, keys: Sequence[str], *, delay_ms: int) -> None:
+        """Index `keys` as maybe owing a finish hook, to be looked at in `delay_ms`."""
+
+    async def due_hooks(self, *, limit: int) -> list[tuple[str, str]]:
+        """Up to `limit` indexed keys due to be looked at, each with its index mark."""
+
+    async def drop_hooks(self, entries: Sequence[tuple[str, str]]) -> None:
+        """Unindex each key whose index mark is still the one given."""
+
+    async def mark_read(self, keys: Sequence[str], *, hold_ms: int) -> None:
+        """Readers follow these running sessions: count them as read for `hold_ms`."""
+
+    async def abandon_unread(
+        self, generations: Sequence[Unread], *, data: str, retention_ms: int
+    ) -> list[bool]:
+        """End with `cancelled` (`data`) each generation no reader followed for its window
+        (counted from its start until a reader is first marked); True for each ended."""

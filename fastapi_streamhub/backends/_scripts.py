@@ -24,7 +24,21 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
-NAMES = ("claim", "append", "refresh", "finish", "release", "read", "states")
+NAMES = (
+    "claim",
+    "append",
+    "refresh",
+    "finish",
+    "release",
+    "read",
+    "states",
+    "details",
+    "compact",
+    "hook",
+    "hook_index",
+    "seen",
+    "abandon",
+)
 
 Arg = str | int
 Client = Redis | RedisCluster

@@ -9,53 +9,44 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Literal
 
 import anyio
 
-from .._events import TERMINAL_EVENTS, Status, StreamEvent
+from .._events import TERMINAL_EVENTS, StreamEvent
 from ._base import (
     Append,
     AppendOutcome,
     ChannelKind,
+    CompactOutcome,
     Control,
     EventBatch,
     Gap,
+    HookTake,
     Lease,
     NotificationHandler,
     Page,
     ResyncHandler,
+    SessionDetails,
     SessionState,
+    Unread,
     WriteOutcome,
 )
+from ._memory_session import Hook, Session, now_ms
+from ._packing import read_packed
 
 _SWEEP_EVERY = 256
-
-
-@dataclass(slots=True)
-class _Session:
-    generation: str
-    owner: str
-    lease_until: float
-    expires_at: float
-    status: Status = "active"
-    metadata: str = "{}"
-    events: list[StreamEvent] = field(default_factory=list)
-
-    @property
-    def last_seq(self) -> int:
-        return len(self.events)
 
 
 class MemoryBackend:
     """Sessions in a dict; notifications are calls on the same event loop."""
 
     def __init__(self) -> None:
-        self._sessions: dict[str, _Session] = {}
+        self._sessions: dict[str, Session] = {}
         self._watched: dict[ChannelKind, set[str]] = {"events": set(), "control": set()}
         self._notify: NotificationHandler | None = None
         self._claims = 0
+        self._hook_index: dict[str, int] = {}
 
     async def open(self, on_notification: NotificationHandler, on_resync: ResyncHandler) -> None:
         self._notify = on_notification
@@ -75,7 +66,7 @@ class MemoryBackend:
     async def unwatch(self, key: str, kind: ChannelKind) -> None:
         self._watched[kind].discard(key)
 
-    def _live(self, key: str) -> _Session | None:
+    def _live(self, key: str) -> Session | None:
         session = self._sessions.get(key)
         if session is not None and session.expires_at <= time.monotonic():
             del self._sessions[key]
@@ -87,7 +78,7 @@ class MemoryBackend:
         for key in [k for k, s in self._sessions.items() if s.expires_at <= now]:
             del self._sessions[key]
 
-    def _state(self, key: str, session: _Session) -> SessionState:
+    def _state(self, key: str, session: Session) -> SessionState:
         return SessionState(
             key=key,
             status=session.status,
@@ -99,25 +90,37 @@ class MemoryBackend:
         )
 
     async def claim(
-        self, key: str, *, generation: str, owner: str, lease_ms: int, retention_ms: int
+        self,
+        key: str,
+        *,
+        generation: str,
+        owner: str,
+        lease_ms: int,
+        retention_ms: int,
+        hook: str = "",
     ) -> tuple[bool, SessionState]:
         self._claims += 1
         if self._claims % _SWEEP_EVERY == 0:
             self._sweep()
         now = time.monotonic()
         session = self._live(key)
-        if session is not None and session.status == "active" and session.lease_until > now:
+        if session is not None and (
+            (session.status == "active" and session.lease_until > now) or session.owes_hook
+        ):
             return False, self._state(key, session)
-        session = _Session(
+        session = Session(
             generation=generation,
             owner=owner,
             lease_until=now + lease_ms / 1000,
             expires_at=now + retention_ms / 1000,
+            retention_ms=retention_ms,
+            started_ms=now_ms(),
+            hook=Hook(hook) if hook else None,
         )
         self._sessions[key] = session
         return True, self._state(key, session)
 
-    def _writable(self, key: str, generation: str) -> tuple[_Session | None, WriteOutcome]:
+    def _writable(self, key: str, generation: str) -> tuple[Session | None, WriteOutcome]:
         session = self._live(key)
         if session is None or session.generation != generation:
             return None, "stale"
@@ -145,8 +148,7 @@ class MemoryBackend:
         if metadata is not None:
             session.metadata = metadata
         if fresh and fresh[-1].event in TERMINAL_EVENTS:
-            session.status = fresh[-1].event  # type: ignore[assignment]
-            session.expires_at = time.monotonic() + retention_ms / 1000
+            session.end(fresh[-1].event)  # type: ignore[arg-type]
         if fresh:
             self._deliver(key, "events", EventBatch(fresh))
         return "ok"
@@ -187,8 +189,7 @@ class MemoryBackend:
             return False, self._state(key, session)
         terminal = StreamEvent(session.generation, session.last_seq + 1, event, data)
         session.events.append(terminal)
-        session.status = event
-        session.expires_at = now + retention_ms / 1000
+        session.end(event)
         self._deliver(key, "events", EventBatch([terminal]))
         if event == "cancelled":
             self._deliver(key, "control", Control("cancel", session.generation))
@@ -205,7 +206,10 @@ class MemoryBackend:
         session = self._live(key)
         if session is None or session.generation != generation:
             return None
-        events = session.events[after_seq : after_seq + limit]
+        if session.packed is not None:
+            events = read_packed(session.packed, generation, after=after_seq, limit=limit)
+        else:
+            events = session.events[after_seq : after_seq + limit]
         return Page(events, session.last_seq, session.status != "active")
 
     async def states(self, keys: Sequence[str]) -> list[SessionState | None]:
@@ -217,6 +221,83 @@ class MemoryBackend:
 
     async def remove(self, key: str) -> bool:
         return self._sessions.pop(key, None) is not None
+
+    async def details(self, key: str) -> SessionDetails | None:
+        session = self._live(key)
+        if session is None:
+            return None
+        hook = session.hook
+        return SessionDetails(
+            state=self._state(key, session),
+            started_ms=session.started_ms,
+            ended_ms=session.ended_ms,
+            hook="none" if hook is None else hook.state,
+            hook_name="" if hook is None else hook.name,
+            compacted=session.packed is not None,
+        )
+
+    async def compact(self, key: str, *, generation: str, chunk: int) -> CompactOutcome:
+        session = self._live(key)
+        if session is None or session.generation != generation:
+            return "skipped"
+        return session.compact(chunk)
+
+    async def take_hook(
+        self, key: str, *, generation: str, holder: str, hold_ms: int, grace_ms: int
+    ) -> HookTake:
+        session = self._live(key)
+        if session is None or session.generation != generation:
+            return "none"
+        return session.take_hook(holder, hold_ms, grace_ms)
+
+    async def hook_done(self, key: str, *, generation: str) -> None:
+        session = self._live(key)
+        if session is not None and session.generation == generation and session.hook:
+            session.hook.state = "done"
+
+    async def owe_hooks(self, keys: Sequence[str], *, delay_ms: int) -> None:
+        due = now_ms() + delay_ms
+        for key in keys:
+            self._hook_index[key] = due
+
+    async def due_hooks(self, *, limit: int) -> list[tuple[str, str]]:
+        now = now_ms()
+        due = sorted((mark, key) for key, mark in self._hook_index.items() if mark <= now)
+        return [(key, str(mark)) for mark, key in due[:limit]]
+
+    async def drop_hooks(self, entries: Sequence[tuple[str, str]]) -> None:
+        for key, mark in entries:
+            if str(self._hook_index.get(key)) == mark:
+                del self._hook_index[key]
+
+    async def mark_read(self, keys: Sequence[str], *, hold_ms: int) -> None:
+        for key in keys:
+            session = self._live(key)
+            if session is not None:
+                session.mark_read(hold_ms)
+
+    async def abandon_unread(
+        self, generations: Sequence[Unread], *, data: str, retention_ms: int
+    ) -> list[bool]:
+        ended = []
+        for item in generations:
+            session = self._live(item.key)
+            unread = (
+                session is not None
+                and session.generation == item.generation
+                and session.unread_for(item.window_ms)
+            )
+            if unread:
+                await self.finish(
+                    item.key,
+                    generation=item.generation,
+                    event="cancelled",
+                    data=data,
+                    retention_ms=retention_ms,
+                    only_if_lapsed=False,
+                )
+            ended.append(unread)
+        return ended
 
     def _deliver(self, key: str, kind: ChannelKind, note: EventBatch | Control) -> None:
         if self._notify is not None and key in self._watched[kind]:

@@ -35,6 +35,7 @@ from ._base import (
 )
 from ._gathering import Gathering
 from ._pubsub import Listener, PubSubListener
+from ._redis_ends import RedisEnds
 from ._redis_errors import unavailable_as_error
 from ._redis_replies import group_outcomes, outcome_of, session_state
 from ._scripts import Call, Client, Scripts
@@ -43,7 +44,7 @@ from ._urls import client_from_url
 logger = logging.getLogger("fastapi_streamhub")
 
 
-class RedisBackend:
+class RedisBackend(RedisEnds):
     """Stores sessions in Redis through a ready `redis.asyncio.Redis` client.
 
     The client must be created with `decode_responses=True`. Pass one built for
@@ -201,10 +202,17 @@ class RedisBackend:
         return [list(range(len(keys)))]
 
     async def claim(
-        self, key: str, *, generation: str, owner: str, lease_ms: int, retention_ms: int
+        self,
+        key: str,
+        *,
+        generation: str,
+        owner: str,
+        lease_ms: int,
+        retention_ms: int,
+        hook: str = "",
     ) -> tuple[bool, SessionState]:
         keys = (self._keys.state(key), self._keys.events(key))
-        args = (generation, owner, lease_ms, retention_ms)
+        args = (generation, owner, lease_ms, retention_ms, hook)
         row = await self._claims.call(Call("claim", keys, args))
         state = session_state(key, row)
         created = bool(row[0]) or (state.generation == generation and state.owner == owner)
@@ -354,5 +362,7 @@ class RedisBackend:
 
     async def remove(self, key: str) -> bool:
         with unavailable_as_error():
-            removed = await self._client.delete(self._keys.state(key), self._keys.events(key))
+            removed = await self._client.delete(
+                self._keys.state(key), self._keys.events(key), self._keys.packing(key)
+            )
         return bool(removed)

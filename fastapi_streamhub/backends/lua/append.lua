@@ -1,7 +1,8 @@
 -- Append the writes of one writer round, one write per stream, in one call.
 -- Each write stores events of its stream's current generation; seqs already stored
 -- are skipped, so a retried write never duplicates. A terminal event ends the
--- session. The lease is left to `refresh`, which the owner calls on a timer.
+-- session, records when ('ended'), and keeps it for the retention of its claim ('ret').
+-- The lease is left to `refresh`, which the owner calls on a timer.
 -- The events arrive once, as the notification text that is published afterwards:
 -- 'E\n<generation>\n<first seq>\n<name>\n<data>...' (a name of '' is an unnamed event).
 -- A text longer than max_notify_bytes is not published; 'R\n<generation>\n<first>\n<last>'
@@ -61,8 +62,15 @@ local function append(state, events, channel, generation, metadata, text)
   if last > first then redis.call('HSET', state, 'last', last, 'status', s[2]) end
   if metadata ~= '' then redis.call('HSET', state, 'meta', metadata) end
   if first == 0 and last > 0 or final then
-    redis.call('PEXPIRE', state, retention_ms)
-    redis.call('PEXPIRE', events, retention_ms)
+    local keep = retention_ms
+    if final then
+      local t = redis.call('TIME')
+      local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      keep = redis.call('HGET', state, 'ret') or retention_ms
+      redis.call('HSET', state, 'ended', now)
+    end
+    redis.call('PEXPIRE', state, keep)
+    redis.call('PEXPIRE', events, keep)
   end
   if last > first then
     if #text <= max_notify_bytes then

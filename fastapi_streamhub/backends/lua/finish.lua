@@ -1,5 +1,6 @@
 -- End an active session from outside its producer: a cancel, or a producer whose
--- lease lapsed. Stores the terminal event, then tells subscribers and the owner.
+-- lease lapsed. Stores the terminal event (and when: 'ended'), keeps the session for the
+-- retention of its claim ('ret'), then tells subscribers and the owner.
 -- KEYS: state, events, event channel, control channel.
 -- ARGV: generation or '', event name, data, retention_ms, only_if_lapsed ('1'/'0').
 -- Returns {finished, status, generation, owner, lease_left_ms, last_seq, metadata} or nil.
@@ -15,9 +16,10 @@ if (ARGV[1] ~= '' and ARGV[1] ~= s[2]) or s[1] ~= 'active'
 end
 local seq = last + 1
 redis.call('XADD', KEYS[2], seq .. '-0', 'd', ARGV[3], 'n', ARGV[2])
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'last', seq)
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
+local keep = redis.call('HGET', KEYS[1], 'ret') or ARGV[4]
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'last', seq, 'ended', now)
+redis.call('PEXPIRE', KEYS[1], keep)
+redis.call('PEXPIRE', KEYS[2], keep)
 redis.call('PUBLISH', KEYS[3], 'E\n' .. s[2] .. '\n' .. seq .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
 if ARGV[2] == 'cancelled' then
   redis.call('PUBLISH', KEYS[4], 'C\ncancel\n' .. s[2])

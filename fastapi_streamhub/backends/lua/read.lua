@@ -3,15 +3,88 @@
 -- data per event, newline-separated.
 -- Returns false once the key holds another generation, so a reader never takes one
 -- run's events for another's.
+-- A compacted generation (see compact.lua) is read from its entries: a text run the
+-- cursor points inside gives one event, the rest of its text, with the run's last seq.
 -- KEYS: state, events. ARGV: generation, after_seq, limit.
-local s = redis.call('HMGET', KEYS[1], 'gen', 'status', 'last')
+local s = redis.call('HMGET', KEYS[1], 'gen', 'status', 'last', 'packed')
 if s[1] ~= ARGV[1] then return false end
-local rows = redis.call('XRANGE', KEYS[2], (tonumber(ARGV[2]) + 1) .. '-0', '+', 'COUNT', ARGV[3])
+local after = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
 local out = {s[2], s[3]}
-for _, row in ipairs(rows) do
-  local id, fields = row[1], row[2]
-  out[#out + 1] = string.sub(id, 1, string.find(id, '-', 1, true) - 1)
-  out[#out + 1] = fields[4] or ''
-  out[#out + 1] = fields[2]
+
+if s[4] ~= ARGV[1] then
+  local rows = redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', '+', 'COUNT', limit)
+  for _, row in ipairs(rows) do
+    local id, fields = row[1], row[2]
+    out[#out + 1] = string.sub(id, 1, string.find(id, '-', 1, true) - 1)
+    out[#out + 1] = fields[4] or ''
+    out[#out + 1] = fields[2]
+  end
+  return table.concat(out, '\n')
+end
+
+local function bytes_before(bounds, count)
+  local pos, total = 0, 0
+  local function nibble()
+    local byte = string.byte(bounds, math.floor(pos / 2) + 1)
+    pos = pos + 1
+    if pos % 2 == 1 then return math.floor(byte / 16) end
+    return byte % 16
+  end
+  for _ = 1, count do
+    local length = nibble()
+    if length == 0 then
+      for _ = 1, nibble() do length = length * 16 + nibble() end
+    end
+    total = total + length
+  end
+  return total
+end
+
+local found = 0
+local function emit(seq, name, data)
+  out[#out + 1] = seq
+  out[#out + 1] = name
+  out[#out + 1] = data
+  found = found + 1
+end
+
+local function emit_run(entry, first, last)
+  local colon = string.find(entry, ':', 2, true)
+  local size = tonumber(string.sub(entry, 2, colon - 1))
+  local start = colon + size + 1
+  if after >= first then
+    start = start + bytes_before(string.sub(entry, colon + 1, colon + size), after - first + 1)
+  end
+  emit(last, '', '"' .. string.sub(entry, start) .. '"')
+end
+
+local function emit_block(entry, first)
+  local seq, from = first, 2
+  while found < limit do
+    local name_end = string.find(entry, '\n', from, true)
+    local data_end = string.find(entry, '\n', name_end + 1, true)
+    if seq > after then
+      emit(seq, string.sub(entry, from, name_end - 1),
+        string.sub(entry, name_end + 1, (data_end or 0) - 1))
+    end
+    if not data_end then return end
+    seq, from = seq + 1, data_end + 1
+  end
+end
+
+local previous = 0
+for listed in string.gmatch(redis.call('HGET', KEYS[2], 'i') or '', '%d+') do
+  if found >= limit then break end
+  local last = tonumber(listed)
+  if last > after then
+    local entry = redis.call('HGET', KEYS[2], listed)
+    if string.sub(entry, 1, 1) == 'T' then
+      emit_run(entry, previous + 1, last)
+    else
+      emit_block(entry, previous + 1)
+    end
+  end
+  previous = last
 end
 return table.concat(out, '\n')
