@@ -7,8 +7,22 @@ in step).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
+
+if TYPE_CHECKING:
+    from ._result import StreamResult
+
+FinishHook = Callable[["StreamResult"], Awaitable[None] | None]
+"""Called with the result of each generation once it has ended (see `on_finish`)."""
+
+RetentionFor = Callable[[str], float | None]
+"""The retention of one key's sessions in seconds, or None for `retention_s`."""
+
+_NOT_NUMBERS = frozenset(
+    {"compact", "compact_after_s", "abandon_after_s", "on_finish", "retention_for"}
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,6 +54,17 @@ class HubConfig:
         keepalive_s: interval of SSE keep-alive comments while a stream is idle.
         retry_ms: the `retry:` hint sent to SSE clients.
         cancel_wait_s: how long the cancel route waits for the producer to stop.
+        compact: pack each finished generation into a compact record (merged text,
+            other events whole); every cursor stays valid.
+        compact_after_s: how long a finished generation keeps its token-level events
+            before it is compacted (0: at once).
+        abandon_after_s: cancel (reason `abandoned`) a running generation that no
+            reader on any instance has followed for this long; None: never.
+        on_finish: called with the `StreamResult` of every generation started through
+            this hub, once it has ended, on the instance that ran it (at least once: if
+            that instance dies first, another runs it with the same generation id).
+        retention_for: the retention of a key's sessions, in seconds, by key; None
+            from it (or no function) means `retention_s`.
     """
 
     lease_ttl_s: float = 10.0
@@ -60,12 +85,21 @@ class HubConfig:
     keepalive_s: float = 15.0
     retry_ms: int = 2000
     cancel_wait_s: float = 2.0
+    compact: bool = True
+    compact_after_s: float = 10.0
+    abandon_after_s: float | None = None
+    on_finish: FinishHook | None = None
+    retention_for: RetentionFor | None = None
 
     def __post_init__(self) -> None:
         for name in self.__dataclass_fields__:
             value = getattr(self, name)
-            if value <= 0:
+            if name not in _NOT_NUMBERS and value <= 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
+        if self.compact_after_s < 0:
+            raise ValueError(f"compact_after_s must not be negative, got {self.compact_after_s!r}")
+        if self.abandon_after_s is not None and self.abandon_after_s <= 0:
+            raise ValueError(f"abandon_after_s must be positive, got {self.abandon_after_s!r}")
         if self.max_batch > self.max_queue:
             raise ValueError("max_batch must not exceed max_queue")
         if self.max_batch > self.max_round_events:
@@ -98,6 +132,26 @@ class HubConfig:
         so one stalled call can never use up the lease."""
         return self.lease_ttl_s / 8
 
+    def retention_ms_for(self, key: str, retention_s: float | None = None) -> int:
+        """The retention of `key`'s next generation: `retention_s` if given (a route's),
+        else `retention_for(key)`, else the hub's."""
+        if retention_s is None and self.retention_for is not None:
+            retention_s = self.retention_for(key)
+        if retention_s is None:
+            return self.retention_ms
+        if retention_s < self.lease_ttl_s:
+            raise ValueError(
+                f"the retention of {key!r} ({retention_s} s) must be at least lease_ttl_s "
+                f"({self.lease_ttl_s} s)"
+            )
+        return int(retention_s * 1000)
+
+    @property
+    def hook_hold_ms(self) -> int:
+        """How long a finish hook being run is held before another instance may run it;
+        its runner renews the hold three times per period while the hook runs."""
+        return self.lease_ms
+
     @property
     def idle_check_s(self) -> float:
         """How often an idle subscriber checks that its producer is still alive."""
@@ -125,3 +179,8 @@ class HubOptions(TypedDict, total=False):
     keepalive_s: float
     retry_ms: int
     cancel_wait_s: float
+    compact: bool
+    compact_after_s: float
+    abandon_after_s: float | None
+    on_finish: FinishHook | None
+    retention_for: RetentionFor | None

@@ -65,6 +65,8 @@ class Fanout:
         self._backend = backend
         self._watches: dict[Slot, _Watch] = {}
         self._local: dict[tuple[str, str], set[Listener]] = {}
+        self.on_follow: Callable[[str], None] | None = None
+        """Told each time a reader starts following a key (abandonment counts readers)."""
 
     async def add(self, key: str, kind: ChannelKind, listener: Listener) -> None:
         """Register `listener`; returns once the backend delivers the key's notifications.
@@ -126,6 +128,8 @@ class Fanout:
         """Deliver the events of `generation`: straight from a local producer, or via storage."""
         if not self.follow_local(key, generation, listener):
             await self.add(key, "events", listener)
+        if self.on_follow is not None:
+            self.on_follow(key)
 
     def follow_local(self, key: str, generation: str, listener: Listener) -> bool:
         """Follow the local producer of `generation`, if this process runs it."""
@@ -192,6 +196,15 @@ class Fanout:
         if watch is not None:
             for listener in tuple(watch.listeners):
                 _call(listener, checked)
+
+    def read_keys(self) -> list[str]:
+        """Keys this process has readers of, through storage or from a local producer."""
+        keys = {key for (key, kind), w in self._watches.items() if kind == "events" and w.listeners}
+        keys.update(key for (key, _), listeners in self._local.items() if listeners)
+        return list(keys)
+
+    def has_local_readers(self, key: str, generation: str) -> bool:
+        return bool(self._local.get((key, generation)))
 
     @property
     def watched(self) -> int:

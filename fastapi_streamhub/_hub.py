@@ -21,17 +21,21 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from ._cancel import cancel
+from ._compaction import compact
 from ._config import HubConfig, HubOptions
-from ._cursor import Cursor, coerce_cursor, new_generation
+from ._cursor import Cursor, coerce_cursor
 from ._errors import BackendUnavailableError, HubNotStartedError, SessionBusyError
 from ._fanout import Fanout
+from ._finishing import Finishing
 from ._health import HubHealth
 from ._hooks import wire_app
 from ._keys import validate_key
 from ._leases import LeaseKeeper
 from ._local import LocalProducers
+from ._policy import StreamPolicy
 from ._producer import Producer
 from ._producer_core import ProducerCore
+from ._result import StreamResult, read_result
 from ._send_guard import SendGuard
 from ._status import CancelResult, StreamStatus, stream_status
 from ._subscription import Subscription
@@ -67,6 +71,9 @@ class StreamHub:
         self._supervisor: Supervisor | None = None
         self._writer: Writer | None = None
         self._send_guard = SendGuard(self.config.send_timeout_s)
+        self._finishing = Finishing(
+            self.backend, self.config, self._fanout, self.instance_id, self._producers.__iter__
+        )
 
     @classmethod
     def from_url(
@@ -143,6 +150,7 @@ class StreamHub:
         supervisor.keep("listener", self.backend.run)
         supervisor.keep("watchdog", watchdog.run)
         supervisor.keep("send guard", self._send_guard.run)
+        self._finishing.start(supervisor)
         return self
 
     async def __aexit__(
@@ -157,6 +165,8 @@ class StreamHub:
         try:
             with anyio.CancelScope(shield=True):
                 await self._producers.shutdown()
+                with anyio.move_on_after(self.config.shutdown_grace_s):
+                    await self._finishing.drain()
             task_group.cancel_scope.cancel()
             await task_group.__aexit__(None, None, None)
         finally:
@@ -226,11 +236,21 @@ class StreamHub:
         if supervisor is not None:
             self._producers.check_soon(producer, supervisor.guard)
 
-    async def register(self, key: str) -> tuple[Producer, bool]:
+    def add_policy(self, name: str, policy: StreamPolicy) -> None:
+        """Register the settings of one kind of stream under `name`, for
+        `register(key, policy=name)`. Every instance must register the same policies:
+        a finish hook left owed by an instance that died is run by another, found by
+        this name. `@resumable_stream` registers its own, named by its key template."""
+        self._finishing.policies.add(name, policy)
+
+    async def register(self, key: str, *, policy: str | None = None) -> tuple[Producer, bool]:
         """Claim `key` for a new generation; returns `(producer, created)`.
 
-        If this process already produces `key` and storage agrees that its generation
-        still runs, that producer is returned with `created=False`.
+        `policy` names settings registered with `add_policy` (retention, abandonment,
+        finish hook); the hub's own apply otherwise. If this process already produces
+        `key` and storage agrees that its generation still runs, that producer is
+        returned with `created=False`. If the key's last generation still owes its
+        finish hook, the hook runs (or is waited for) before the new generation starts.
 
         Raises:
             SessionBusyError: another instance is producing `key`.
@@ -245,13 +265,7 @@ class StreamHub:
             and await self._producers.still_running(existing)
         ):
             return existing, False
-        created, state = await self.backend.claim(
-            key,
-            generation=new_generation(),
-            owner=self.instance_id,
-            lease_ms=self.config.lease_ms,
-            retention_ms=self.config.retention_ms,
-        )
+        created, state = await self._finishing.claim(key, policy)
         if not created:
             raise SessionBusyError(key, state.generation)
         producer = Producer(
@@ -283,6 +297,7 @@ class StreamHub:
     async def _forget(self, producer: Producer) -> None:
         """Run by the producer's own wind-up, so its end costs no task of its own."""
         self._producers.forget(producer)
+        self._finishing.ended(producer)
         await self._fanout.remove(producer.key, "control", producer._on_control)
 
     def spawn(self, producer: Producer, run: Callable[[], Awaitable[None]]) -> None:
@@ -337,10 +352,21 @@ class StreamHub:
         The `cancelled` event is stored at once; with `wait`, also wait up to that many
         seconds for the producer to confirm it stopped. With `generation`, only that
         generation is cancelled: a stop that races the next turn leaves the next turn be.
+        The answer carries the generation's result as the cancel left it (its text so
+        far, its usage), read once the producer stopped or the wait ran out.
         """
+        outcome = await self._cancel(validate_key(key), generation, wait)
+        if outcome is None:
+            return None
+        result = await self.result(key, generation=outcome.status.generation)
+        return dataclasses.replace(outcome, result=result)
+
+    async def _cancel(
+        self, key: str, generation: str | None, wait: float | None
+    ) -> CancelResult | None:
         self._require_supervisor()
         return await cancel(
-            validate_key(key),
+            key,
             generation=generation,
             wait=wait,
             backend=self.backend,
@@ -350,6 +376,31 @@ class StreamHub:
         )
 
     async def remove(self, key: str) -> bool:
-        """Cancel `key` if it is running, then delete it; True if it existed."""
-        await self.cancel(key)
-        return await self.backend.remove(validate_key(key))
+        """Forget `key`: cancel its running generation (its producer stops at once, and its
+        writes are refused), then delete everything stored under it; True if it existed.
+        A finish hook the generation still owed is not run."""
+        await self._cancel(validate_key(key), None, None)
+        return await self.backend.remove(key)
+
+    async def result(self, key: str, *, generation: str | None = None) -> StreamResult | None:
+        """The assembled answer of `key`'s current generation (or of `generation`, if it is
+        still the current one): text, other events, status, metadata, times, last event
+        id. While it runs, what exists so far. None if there is no such generation."""
+        validate_key(key)
+        for _ in range(3):
+            result = await read_result(
+                self.backend, key, generation, page_size=self.config.replay_batch
+            )
+            if result is not None or generation is not None:
+                return result
+            if await self.status(key) is None:
+                return None
+        return None
+
+    async def compact(self, key: str) -> bool:
+        """Compact `key`'s finished generation now, whatever `compact_after_s` says;
+        False if there is nothing to compact (no session, or still running)."""
+        (state,) = await self.backend.states([validate_key(key)])
+        if state is None or state.status == "active":
+            return False
+        return await compact(self.backend, key, state.generation)

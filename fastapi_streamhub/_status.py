@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._events import Status
+from ._result import StreamResult
 from .backends._base import SessionState
 
 
@@ -36,6 +37,27 @@ class CancelResult:
     stopped: bool
     """True once the producer has been seen to stop (within the wait)."""
     status: StreamStatus
+    result: StreamResult | None = None
+    """The generation as the cancel left it: everything stored before `cancelled`."""
+
+    @property
+    def text_length(self) -> int | None:
+        """Characters of text the answer holds (fetch it with `hub.result`)."""
+        return None if self.result is None else len(self.result.text)
+
+    @property
+    def usage(self) -> Any:
+        """The usage metadata, if the generator set any."""
+        return None if self.result is None else self.result.usage
+
+    @property
+    def last_content_event_id(self) -> str | None:
+        """The id of the last event stored before the terminal one (None if there was
+        none): the end of what the answer holds."""
+        result = self.result
+        if result is None or result.status == "running" or result.last_seq <= 1:
+            return None
+        return f"{result.generation}:{result.last_seq - 1}"
 
 
 def stream_status(state: SessionState) -> StreamStatus:

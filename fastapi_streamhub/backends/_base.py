@@ -243,8 +243,9 @@ class Backend(Protocol):
     async def hook_done(self, key: str, *, generation: str) -> None:
         """Record that the finish hook of `generation` ran."""
 
-    async def owe_hooks(self, keys: Sequence[str], *, delay_ms: int) -> None:
-        """Index `keys` as maybe owing a finish hook, to be looked at in `delay_ms`."""
+    async def owe_hooks(self, keys: Sequence[str], *, delay_ms: int) -> str:
+        """Index `keys` as maybe owing a finish hook, to be looked at in `delay_ms`;
+        returns their index mark."""
 
     async def due_hooks(self, *, limit: int) -> list[tuple[str, str]]:
         """Up to `limit` indexed keys due to be looked at, each with its index mark."""

@@ -58,10 +58,9 @@ class RedisEnds:
     async def hook_done(self, key: str, *, generation: str) -> None:
         await self._call(Call("hook", [self._keys.state(key)], ["done", generation, "", 0, 0]))
 
-    async def owe_hooks(self, keys: Sequence[str], *, delay_ms: int) -> None:
-        if keys:
-            args: list[str | int] = ["add", delay_ms, *keys]
-            await self._call(Call("hook_index", [self._keys.hook_index()], args))
+    async def owe_hooks(self, keys: Sequence[str], *, delay_ms: int) -> str:
+        args: list[str | int] = ["add", delay_ms, *keys]
+        return str(await self._call(Call("hook_index", [self._keys.hook_index()], args)))
 
     async def due_hooks(self, *, limit: int) -> list[tuple[str, str]]:
         call = Call("hook_index", [self._keys.hook_index()], ["due", limit])

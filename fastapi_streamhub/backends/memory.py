@@ -255,10 +255,11 @@ class MemoryBackend:
         if session is not None and session.generation == generation and session.hook:
             session.hook.state = "done"
 
-    async def owe_hooks(self, keys: Sequence[str], *, delay_ms: int) -> None:
+    async def owe_hooks(self, keys: Sequence[str], *, delay_ms: int) -> str:
         due = now_ms() + delay_ms
         for key in keys:
             self._hook_index[key] = due
+        return str(due)
 
     async def due_hooks(self, *, limit: int) -> list[tuple[str, str]]:
         now = now_ms()
