@@ -28,7 +28,9 @@ from ._http_errors import (
 )
 from ._hub import StreamHub
 from ._mount import mount_stream_routes
+from ._policy import StreamPolicy
 from ._producer import Producer
+from ._result import ResultEvent, StreamResult
 from ._runner import current_producer
 from ._status import CancelResult, StreamStatus
 from ._subscription import Subscription
@@ -46,6 +48,7 @@ __all__ = [
     "InvalidKeyHTTPError",
     "Producer",
     "ProducerStoppedError",
+    "ResultEvent",
     "SessionBusyError",
     "SessionNotFoundError",
     "StaleGenerationError",
@@ -57,6 +60,8 @@ __all__ = [
     "StreamHub",
     "StreamHubError",
     "StreamNotFoundHTTPError",
+    "StreamPolicy",
+    "StreamResult",
     "StreamStatus",
     "SubscriberLaggedError",
     "Subscription",

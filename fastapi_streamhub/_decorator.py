@@ -14,11 +14,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ._config import FinishHook
 from ._cursor import Cursor
 from ._dependency import get_hub
 from ._errors import SessionBusyError
 from ._http_errors import ForbiddenHTTPError, StreamConflictHTTPError, http_errors
 from ._hub import StreamHub
+from ._policy import StreamPolicy
 from ._runner import drive
 from ._spec import Authorize, OnConflict, StreamSpec, template_fields
 from ._sse import sse_response
@@ -32,6 +34,10 @@ def resumable_stream(
     *,
     on_conflict: OnConflict = "attach",
     authorize: Authorize | None = None,
+    on_finish: FinishHook | None = None,
+    retention_s: float | None = None,
+    abandon_after_s: float | None = None,
+    delete_route: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Make an async-generator endpoint resumable under the key `key_template`.
 
@@ -40,11 +46,22 @@ def resumable_stream(
         on_conflict: when the key already has a running producer, `"attach"` the caller
             to it, or `"reject"` with 409 Conflict.
         authorize: optional `(request, key, action) -> bool` (or awaitable) called for
-            `start`, `resume`, `cancel` and `status`; False answers 403.
+            `start`, `resume`, `cancel`, `status`, `result` and `delete`; False answers 403.
+        on_finish: called with the `StreamResult` of each generation once it has ended,
+            on the instance that ran it (at least once: another instance runs it, with
+            the same generation id, if that one dies first); the hub's otherwise.
+        retention_s: how long these streams stay readable once finished; the hub's
+            `retention_for` or `retention_s` otherwise.
+        abandon_after_s: cancel a generation no reader on any instance followed for this
+            long (reason `abandoned`); the hub's `abandon_after_s` otherwise.
+        delete_route: also mount `DELETE {path}`, which stops and forgets the stream.
     """
     if on_conflict not in ("attach", "reject"):
         raise ValueError("on_conflict must be 'attach' or 'reject'")
     fields = template_fields(key_template)
+    policy = None
+    if on_finish is not None or retention_s is not None or abandon_after_s is not None:
+        policy = StreamPolicy(retention_s, abandon_after_s, on_finish)
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         if not inspect.isasyncgenfunction(function):
@@ -55,7 +72,16 @@ def resumable_stream(
         missing = [f for f in fields if f not in signature.parameters]
         if missing:
             raise TypeError(f"key template {key_template!r} names unknown parameters {missing}")
-        spec = StreamSpec(key_template, tuple(fields), on_conflict, authorize, function, signature)
+        spec = StreamSpec(
+            key_template,
+            tuple(fields),
+            on_conflict,
+            authorize,
+            function,
+            signature,
+            policy,
+            delete_route,
+        )
         own_request = _request_parameter(signature)
 
         async def endpoint(**kwargs: Any) -> Response:
@@ -102,8 +128,12 @@ async def _start(spec: StreamSpec, request: Request, params: dict[str, Any]) -> 
 async def _start_or_attach(
     hub: StreamHub, spec: StreamSpec, key: str, params: dict[str, Any]
 ) -> Subscription:
+    policy = None
+    if spec.policy is not None:
+        policy = spec.key_template
+        hub.add_policy(policy, spec.policy)
     try:
-        producer, created = await hub.register(key)
+        producer, created = await hub.register(key, policy=policy)
         generation = producer.generation
     except SessionBusyError as exc:
         created, generation = False, exc.generation

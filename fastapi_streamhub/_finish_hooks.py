@@ -18,6 +18,7 @@ as run: retry inside it if the app needs to.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 
@@ -75,10 +76,11 @@ class FinishHooks:
         hook = self._policies.hook(name)
         if hook is None:
             return "busy"
+        holder = f"{self._holder}:{secrets.token_hex(4)}"
         taken = await self._backend.take_hook(
             key,
             generation=generation,
-            holder=self._holder,
+            holder=holder,
             hold_ms=self._config.hook_hold_ms,
             grace_ms=grace_ms,
         )
@@ -88,7 +90,7 @@ class FinishHooks:
         self._idle = anyio.Event() if self._running == 1 else self._idle
         try:
             async with anyio.create_task_group() as group:
-                group.start_soon(self._keep_hold, key, generation)
+                group.start_soon(self._keep_hold, key, generation, holder)
                 await self._call(hook, key, generation)
                 group.cancel_scope.cancel()
             await self._backend.hook_done(key, generation=generation)
@@ -109,7 +111,7 @@ class FinishHooks:
         except Exception:
             logger.exception("stream %r (generation %s): the finish hook raised", key, generation)
 
-    async def _keep_hold(self, key: str, generation: str) -> None:
+    async def _keep_hold(self, key: str, generation: str, holder: str) -> None:
         every = self._config.hook_hold_ms / 3000
         while True:
             await anyio.sleep(every)
@@ -117,7 +119,7 @@ class FinishHooks:
                 await self._backend.take_hook(
                     key,
                     generation=generation,
-                    holder=self._holder,
+                    holder=holder,
                     hold_ms=self._config.hook_hold_ms,
                     grace_ms=0,
                 )

@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from ._hooks import on_wire_app
+from ._hub import StreamHub
 from ._routes import add_stream_routes
 from ._spec import StreamSpec
 
@@ -51,6 +52,7 @@ def mount_stream_routes(app: FastAPI) -> None:
             or a route sets FastAPI's `response_class=EventSourceResponse`.
     """
     _mount_new(app)
+    _add_policies(app)
     if not isinstance(app.openapi, _OpenAPI):
         app.openapi = _OpenAPI(app, app.openapi)  # type: ignore[method-assign]
 
@@ -69,6 +71,18 @@ def _mount_new(app: FastAPI) -> bool:
             done.add(identity)
             added = True
     return added
+
+
+def _add_policies(app: FastAPI) -> None:
+    """Register each stream route's own settings with the app's hub, once it has one, so
+    that this instance can run the finish hooks another instance left owed, and counts
+    readers for abandonment."""
+    hub = getattr(app.state, "streamhub", None)
+    if not isinstance(hub, StreamHub):
+        return
+    for _, spec in _stream_routes(app):
+        if spec.policy is not None:
+            hub.add_policy(spec.key_template, spec.policy)
 
 
 def _stream_routes(app: FastAPI) -> list[tuple[Any, StreamSpec]]:

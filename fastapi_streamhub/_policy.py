@@ -35,6 +35,12 @@ class StreamPolicy:
     abandon_after_s: float | None = None
     on_finish: FinishHook | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("retention_s", "abandon_after_s"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")
+
 
 @dataclass(frozen=True, slots=True)
 class GenerationPlan:
@@ -56,6 +62,13 @@ class Policies:
     def add(self, name: str, policy: StreamPolicy) -> None:
         if not name or name == HUB_HOOK:
             raise ValueError(f"a stream policy needs a name other than {HUB_HOOK!r}")
+        retention = policy.retention_s
+        if retention is not None and retention < self._config.lease_ttl_s:
+            raise ValueError(
+                f"the retention_s of {name!r} ({retention}) must be at least lease_ttl_s "
+                f"({self._config.lease_ttl_s}): a running stream's keys would expire between "
+                "two lease renewals"
+            )
         self._by_name[name] = policy
 
     def plan(self, key: str, name: str | None) -> GenerationPlan:

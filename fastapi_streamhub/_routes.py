@@ -1,4 +1,5 @@
-"""The routes mounted beside each `@resumable_stream` route: resume, cancel, status.
+"""The routes mounted beside each `@resumable_stream` route: resume, cancel, status,
+result, and (if asked for) delete.
 
 They are added to the app's own router with the wrapped route's full path, tags and
 guards (see `_guards.py`), and are documented in OpenAPI like any other route.
@@ -22,6 +23,7 @@ from ._dependency import get_hub
 from ._errors import SessionNotFoundError
 from ._guards import guards
 from ._http_errors import ForbiddenHTTPError, http_errors
+from ._result_routes import ResultBody, _delete, _result, receipt_body
 from ._spec import Action, StreamSpec
 from ._sse import sse_response
 from ._status import StreamStatus
@@ -44,6 +46,10 @@ class StatusBody(BaseModel):
 class CancelBody(StatusBody):
     cancelled: bool
     stopped: bool
+    last_content_event_id: str | None
+    text_length: int | None
+    usage: Any
+    result_url: str
 
 
 def _status_body(status: StreamStatus) -> dict[str, Any]:
@@ -87,7 +93,8 @@ def add_stream_routes(app: FastAPI, route: Any, spec: StreamSpec) -> None:
         "include_in_schema": route.include_in_schema,
         "deprecated": route.deprecated,
     }
-    for sibling in _SIBLINGS:
+    siblings = [*_SIBLINGS, _DELETE] if spec.delete_route else _SIBLINGS
+    for sibling in siblings:
         app.router.add_api_route(
             route.path + sibling.suffix,
             _endpoint(spec, path_params, sibling.handler, sibling.parameters()),
@@ -183,7 +190,12 @@ async def _cancel(request: Request, key: str) -> Any:
     result = await hub.cancel(key, wait=hub.config.cancel_wait_s)
     if result is None:
         raise SessionNotFoundError(key)
-    return {**_status_body(result.status), "cancelled": result.cancelled, "stopped": result.stopped}
+    return {
+        **_status_body(result.status),
+        "cancelled": result.cancelled,
+        "stopped": result.stopped,
+        **receipt_body(request, result),
+    }
 
 
 async def _status(request: Request, key: str) -> Any:
@@ -191,6 +203,17 @@ async def _status(request: Request, key: str) -> Any:
     if status is None:
         raise SessionNotFoundError(key)
     return _status_body(status)
+
+
+def _result_params() -> list[inspect.Parameter]:
+    return [
+        inspect.Parameter(
+            "generation",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=Query(None, description="A generation id; the current one if omitted"),
+            annotation=str | None,
+        )
+    ]
 
 
 class _Sibling(NamedTuple):
@@ -245,4 +268,31 @@ _SIBLINGS = [
             "responses": _ERRORS,
         },
     ),
+    _Sibling(
+        "/result",
+        _result,
+        {
+            "methods": ["GET"],
+            "summary": "Stream result",
+            "description": "The answer assembled: text, other events, status, metadata, "
+            "times and last event id; what exists so far while it runs. 404 if the "
+            "generation asked for is not the current one.",
+            "response_model": ResultBody,
+            "responses": _ERRORS,
+        },
+        _result_params,
+    ),
 ]
+
+_DELETE = _Sibling(
+    "",
+    _delete,
+    {
+        "methods": ["DELETE"],
+        "summary": "Delete the stream",
+        "description": "Cancels a running generation, then forgets everything stored.",
+        "status_code": 204,
+        "response_class": Response,
+        "responses": {204: {"description": "Deleted"}, **_ERRORS},
+    },
+)

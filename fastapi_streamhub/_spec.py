@@ -11,8 +11,9 @@ from typing import Any, Literal
 from starlette.requests import Request
 
 from ._keys import validate_key
+from ._policy import StreamPolicy
 
-Action = Literal["start", "resume", "cancel", "status"]
+Action = Literal["start", "resume", "cancel", "status", "result", "delete"]
 Authorize = Callable[[Request, str, Action], bool | Awaitable[bool]]
 OnConflict = Literal["attach", "reject"]
 
@@ -32,6 +33,9 @@ class StreamSpec:
     authorize: Authorize | None
     function: Callable[..., Any]
     signature: inspect.Signature
+    policy: StreamPolicy | None = None
+    """Its streams' own settings, registered with the hub under the key template."""
+    delete_route: bool = False
 
     def key(self, params: dict[str, Any]) -> str:
         return validate_key(self.key_template.format(**{f: params[f] for f in self.fields}))
