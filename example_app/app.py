@@ -27,7 +27,11 @@ STATIC_DIR = Path(__file__).parent / "static"
 logger = logging.getLogger("example_app")
 
 settings = Settings.from_env()
-hub = StreamHub.from_url(settings.redis_url) if settings.redis_url else StreamHub()
+hub = (
+    StreamHub.from_url(settings.redis_url, compact_after_s=settings.compact_after_s)
+    if settings.redis_url
+    else StreamHub(compact_after_s=settings.compact_after_s)
+)
 
 
 def build_model(settings: Settings) -> ChatModel:

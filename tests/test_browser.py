@@ -174,6 +174,45 @@ def test_stop_mid_answer_stops_the_generator(page: Page, server: UvicornServer) 
     expect_state(page, "cancelled")
 
 
+def replayed_events(server: UvicornServer, chat_id: str) -> int:
+    """How many events a resume from the start sends (fewer once compacted)."""
+    body = httpx.get(f"{server.base_url}/chat/{chat_id}/stream", trust_env=False).text
+    return body.count("\nid: ") + body.startswith("id: ")
+
+
+def test_reload_after_stop_shows_the_stopped_answer_as_stopped(
+    browser: Browser, page: Page, start_demo: Callable[..., UvicornServer]
+) -> None:
+    server = start_demo(STREAMHUB_COMPACT_AFTER_S="0")
+    page.goto(server.base_url)
+    send(page, PROMPT)
+    wait_for_seq(page, 5)
+    page.get_by_role("button", name="Stop").click()
+    expect_state(page, "cancelled")
+    meta = page.locator("#answer-meta")
+    expect(meta).to_have_text("Stopped by you")
+    shown = answer(page)
+    assert shown and full_text(PROMPT).startswith(shown)
+
+    page.reload()
+
+    expect_state(page, "cancelled")
+    expect(meta).to_have_text("Stopped by you")
+    assert answer(page) == shown
+    # Compacted: the prompt, the partial answer as one event, and `cancelled`.
+    chat_id = stored_chat(page)["chatId"]
+    assert wait_until(lambda: replayed_events(server, chat_id) == 3, timeout_s=10)
+    fresh = browser.new_context()  # no saved record: the page reads it all from the server
+    try:
+        other = fresh.new_page()
+        other.goto(f"{server.base_url}/?chat={chat_id}")
+        expect_state(other, "cancelled")
+        expect(other.locator("#answer-meta")).to_have_text("Stopped by you")
+        assert answer(other) == shown
+    finally:
+        fresh.close()
+
+
 def test_second_instance_sharing_redis_shows_the_full_answer(
     context: BrowserContext,
     page: Page,

@@ -435,6 +435,12 @@ async def test_a_gap_resumes_from_the_last_event_before_it(scripted: UvicornServ
     assert (cursors, reconnects) == ([None, f"{SCRIPTED}:1"], 1)
 
 
+async def test_text_runs_of_a_compacted_stream_are_taken_whole(scripted: UvicornServer) -> None:
+    events, cursors, reconnects = await script_run(scripted, "compacted")
+    assert [(e.seq, e.value) for e in events] == [(1, "a"), (4, "bcd"), (6, "ef"), (7, {})]
+    assert (cursors, reconnects) == ([None], 0)
+
+
 async def test_a_lagged_reader_ended_by_the_server_resumes(scripted: UvicornServer) -> None:
     events, cursors, reconnects = await script_run(scripted, "lagged")
     assert [e.value for e in events] == ["a", "b", "c", {}]

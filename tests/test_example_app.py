@@ -38,9 +38,14 @@ def test_settings_come_from_the_environment() -> None:
         "PORT": "9000",
         "STREAMHUB_DEMO_TOKENS_PER_S": "2.5",
         "OPENAI_MODEL": "some-model",
+        "STREAMHUB_COMPACT_AFTER_S": "0",
     }
     assert Settings.from_env(env) == Settings(
-        redis_url="redis://127.0.0.1:6390/0", port=9000, tokens_per_s=2.5, openai_model="some-model"
+        redis_url="redis://127.0.0.1:6390/0",
+        port=9000,
+        tokens_per_s=2.5,
+        openai_model="some-model",
+        compact_after_s=0.0,
     )
 
 

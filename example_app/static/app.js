@@ -4,7 +4,9 @@
 // last event it rendered (generation and seq), in one record. After a reload it shows exactly
 // what it had shown and asks the server only for the events after that cursor; after a dropped
 // connection it does the same with backoff. It renders an event only if its seq is the next one,
-// so nothing is shown twice and nothing is skipped, whatever the network does.
+// so nothing is shown twice and nothing is skipped, whatever the network does. One exception:
+// once an answer is finished the server compacts it, and a text event then stands for a run of
+// tokens, with the seq of the last one (and, after a cursor inside the run, the rest of it).
 
 import { SseParser } from "./sse.js";
 
@@ -12,6 +14,8 @@ const STORAGE_KEY = "streamhub-demo:chat";
 const TERMINAL = new Set(["done", "cancelled", "error"]);
 const ACTIVE = new Set(["connecting", "streaming", "stopping", "reconnecting"]);
 const MAX_BACKOFF_MS = 30_000;
+// What a `cancelled` event's reason means to the reader.
+const STOPPED = { cancelled: "Stopped by you", abandoned: "Stopped: nobody was reading" };
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -123,12 +127,14 @@ function handleEvent({ type, data, lastEventId }) {
   const seq = Number(lastEventId.slice(cut + 1));
   if (generation !== chat.generation) beginGeneration(generation);
   if (type === "reset" || seq <= chat.seq) return "ok"; // already rendered before a reconnect
-  if (seq !== chat.seq + 1) return "gap";
+  const mergedText = type === "message" && data.startsWith('"');
+  if (seq !== chat.seq + 1 && !mergedText) return "gap";
   chat.seq = seq;
   const value = JSON.parse(data);
   if (TERMINAL.has(type)) {
     if (type === "error") showNotice(value.message);
     if (type === "done") showMeta(`${value.tokens} tokens`); // the metadata the server set
+    if (type === "cancelled") showMeta(STOPPED[value.reason] ?? "Stopped");
     setState(type);
     return "terminal";
   }

@@ -2,7 +2,9 @@
 
 The hub never sends a duplicate or a gap, but a client that keeps its cursor across
 reconnections stays exact whatever the network or a proxy does: an event is taken only
-if it is the next one of the generation being read.
+if it is the next one of the generation being read. Only a text event may skip seqs:
+from a compacted generation, it stands for a run of tokens and carries the seq of the
+last one.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ class EventTracker:
             self.generation, self.seq = cursor.generation, 0
             return "new", event
         same = self.generation in (None, cursor.generation)
-        if same and cursor.seq == self.seq + 1:
+        merged = name is None and sse.data.startswith('"') and cursor.seq > self.seq
+        if same and (cursor.seq == self.seq + 1 or merged):
             self.generation, self.seq = cursor.generation, cursor.seq
             return "new", event
         if same and cursor.seq <= self.seq:

@@ -40,9 +40,14 @@ SCRIPTS: dict[str, list[Response]] = {
         stream(event(2, "b"), event(3, "c"), event(4, "d"), event(5, {}, "done")),
     ],
     # Event 2 is missing from the first answer: the client must resume after event 1.
+    # (A gap before a text event would be a compacted run of text, taken as it is.)
     "gap": [
-        stream(event(1, "a"), event(3, "c")),
-        stream(event(2, "b"), event(3, "c"), event(4, {}, "done")),
+        stream(event(1, "a"), event(3, "c", "note")),
+        stream(event(2, "b"), event(3, "c", "note"), event(4, {}, "done")),
+    ],
+    # A compacted generation: text events that stand for runs of tokens skip seqs.
+    "compacted": [
+        stream(event(1, "a", "prompt"), event(4, "bcd"), event(6, "ef"), event(7, {}, "done"))
     ],
     # The hub's end for a reader that fell behind: a comment, and no terminal event.
     "lagged": [
