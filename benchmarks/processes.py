@@ -82,6 +82,13 @@ class RedisServer:
             if name != "cmdstat_info"
         }
 
+    def session_bytes(self, chat_id: str) -> int:
+        """`MEMORY USAGE` of every key of that chat's session (state and events)."""
+        keys = list(self.client.scan_iter(match=f"*{{chat:{chat_id}}}*", count=1000))
+        if not keys:
+            raise ServerError(f"no Redis keys for {chat_id!r}")
+        return sum(int(self.client.memory_usage(key, samples=0) or 0) for key in keys)
+
     def stream_bytes(self, chat_id: str) -> int:
         """`MEMORY USAGE` of the stream key holding that chat's events."""
         for key in self.client.scan_iter(match=f"*{chat_id}*", count=1000):

@@ -110,7 +110,32 @@ def checks(all_rows: list[Row]) -> list[Check]:
         check("S4 from start >= 100,000 ev/s", "s4.from_start", lambda v: v >= 1e5, raw=True),
         check("S4 from middle >= 100,000 ev/s", "s4.from_middle", lambda v: v >= 1e5, raw=True),
         check("S5 median first event <= baseline + 3 ms", "s5.median", lambda v: v <= 3),
+        _compact_bytes(by_key),
+        _compact_replay(by_key),
     ]
+
+
+def _redis(by_key: dict[str, Row], key: str) -> float | None:
+    row = by_key.get(key)
+    return None if row is None else row.values.get("redis")
+
+
+def _compact_bytes(by_key: dict[str, Row]) -> Check:
+    """Bytes of a finished answer, compacted, against its text: the issue's bound."""
+    text, stored = _redis(by_key, "s7.text_bytes"), _redis(by_key, "s7.redis_compact")
+    name = "S7 compacted answer <= 1.3x its text + 512 B (excess over 1.3x)"
+    if text is None or stored is None:
+        return Check(name, None, None)
+    return Check(name, stored - 1.3 * text, stored <= 1.3 * text + 512)
+
+
+def _compact_replay(by_key: dict[str, Row]) -> Check:
+    """A compacted answer replays at least as fast as its token events (S4's kind)."""
+    compacted, raw = _redis(by_key, "s7.replay_compact"), _redis(by_key, "s7.replay_raw")
+    name = "S7 compacted replay >= token-event replay (ratio)"
+    if compacted is None or raw is None:
+        return Check(name, None, None)
+    return Check(name, compacted / raw, compacted >= raw)
 
 
 def _flat_commands(all_rows: list[Row]) -> Check:

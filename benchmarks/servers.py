@@ -16,7 +16,10 @@ events and one queue per live reader). The other is fastapi-streamhub's
 
 Environment: `BENCH_TOKENS` (tokens per stream), `BENCH_PACE_MS` (pause between
 tokens), `BENCH_GATED` (1: stop after the first token until the gate opens, so
-readers can attach before the stream goes live), `BENCH_REDIS_URL`.
+readers can attach before the stream goes live), `BENCH_TEXT` (1: the tokens are the
+text of a long answer, `benchmarks/answer_text.py`, instead of JSON objects),
+`BENCH_COMPACT_AFTER_S` (the hub's `compact_after_s`; fastapi-streamhub also serves
+`POST /compact/{chat_id}`, which compacts a finished stream now), `BENCH_REDIS_URL`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Header
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from benchmarks.answer_text import answer_tokens
+
 TEXT = " tok"  # about one LLM token
 
 
@@ -42,6 +47,7 @@ class Workload:
     tokens: int
     pace_s: float
     gated: bool
+    text: bool = False
     gates: dict[str, asyncio.Event] = field(default_factory=dict)
 
     @classmethod
@@ -50,13 +56,19 @@ class Workload:
             tokens=int(os.environ.get("BENCH_TOKENS", "100")),
             pace_s=float(os.environ.get("BENCH_PACE_MS", "0")) / 1000,
             gated=os.environ.get("BENCH_GATED", "0") == "1",
+            text=os.environ.get("BENCH_TEXT", "0") == "1",
         )
 
     def gate(self, chat_id: str) -> asyncio.Event:
         return self.gates.setdefault(chat_id, asyncio.Event())
 
-    async def tokens_for(self, chat_id: str) -> AsyncIterator[dict[str, Any]]:
-        """Token payloads stamped with their send time (`t`, `time.time()`)."""
+    async def tokens_for(self, chat_id: str) -> AsyncIterator[dict[str, Any] | str]:
+        """Token payloads stamped with their send time (`t`, `time.time()`), or with
+        `BENCH_TEXT` the answer's text tokens."""
+        if self.text:
+            for token in answer_tokens(self.tokens):
+                yield token
+            return
         for i in range(1, self.tokens + 1):
             if i > 1 and self.pace_s:
                 await asyncio.sleep(self.pace_s)
@@ -111,8 +123,10 @@ def create_baseline_app() -> FastAPI:
     _add_common_routes(app, workload)
 
     async def produce(chat_id: str, channel: _Channel) -> AsyncIterator[ServerSentEvent]:
+        seq = 0
         async for payload in workload.tokens_for(chat_id):
-            event = ServerSentEvent(data=json.dumps(payload), id=str(payload["i"]))
+            seq += 1
+            event = ServerSentEvent(data=json.dumps(payload), id=str(seq))
             channel.publish(event)
             yield event
         done = ServerSentEvent(data="{}", event="done", id=str(workload.tokens + 1))
@@ -142,14 +156,23 @@ def create_streamhub_app() -> FastAPI:
 
     workload = Workload.from_env()
     url = os.environ.get("BENCH_REDIS_URL")
-    hub = StreamHub.from_url(url) if url else StreamHub()
+    compact_after_s = float(os.environ.get("BENCH_COMPACT_AFTER_S", "10"))
+    hub = (
+        StreamHub.from_url(url, compact_after_s=compact_after_s)
+        if url
+        else StreamHub(compact_after_s=compact_after_s)
+    )
     app = FastAPI(lifespan=hub.lifespan)
     _add_common_routes(app, workload)
 
     @app.post("/chat/{chat_id}")
     @resumable_stream("chat:{chat_id}")
-    async def chat(chat_id: str) -> AsyncIterator[dict[str, Any]]:
+    async def chat(chat_id: str) -> AsyncIterator[dict[str, Any] | str]:
         async for payload in workload.tokens_for(chat_id):
             yield payload
+
+    @app.post("/compact/{chat_id}")
+    async def compact(chat_id: str) -> dict[str, bool]:
+        return {"compacted": await hub.compact(f"chat:{chat_id}")}
 
     return app

@@ -22,6 +22,8 @@ class Sizes:
     s5_tokens: int = 3
     s6_streams: int = 200
     s6_subscribers: int = 500
+    s7_tokens: int = 10_000
+    s7_repeats: int = 3
 
 
 FULL = Sizes()
@@ -38,4 +40,6 @@ SMOKE = Sizes(
     s5_starts=10,
     s6_streams=10,
     s6_subscribers=10,
+    s7_tokens=500,
+    s7_repeats=1,
 )

@@ -1,4 +1,4 @@
-"""The six scenarios, by number: each names its server workload and measures it."""
+"""The scenarios, by number: each names its server workload and measures it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.scenarios import fanout, first_event, footprint, pace, resume, throughput
+from benchmarks.scenarios import (
+    compaction,
+    fanout,
+    first_event,
+    footprint,
+    pace,
+    resume,
+    throughput,
+)
 from benchmarks.scenarios._common import Compare, Context, Figure, median_figures
 from benchmarks.sizes import Sizes
 
@@ -39,6 +47,7 @@ SCENARIOS = {
         Scenario(4, "resume a finished stream", resume.env, resume.run),
         Scenario(5, "time to first event", first_event.env, first_event.run),
         Scenario(6, "memory per stream and per subscriber", footprint.env, footprint.run),
+        Scenario(7, "a finished answer, raw and compacted", compaction.env, compaction.run),
     )
 }
 

@@ -28,7 +28,7 @@ from .._events import StreamEvent
 ENTRY_BYTES = 4090
 """The most bytes one entry takes (Redis adds 6 bytes of string header: 4 KiB)."""
 
-CHUNK_EVENTS = 4096
+CHUNK_EVENTS = 1024
 """Raw events packed per compaction step; entries never span two steps."""
 
 

@@ -8,7 +8,9 @@
 -- field named by its last seq, holding a text run 'T<n>:<bounds><text>' (the JSON
 -- strings of its tokens concatenated without their quotes; <bounds>, <n> bytes, the
 -- length of each token but the last, in half-bytes) or a block 'B<name>\n<data>...'
--- of events kept whole, separated by newlines.
+-- of events kept whole, separated by newlines. A generation whose entries take at
+-- most `cap` bytes in all is stored as a plain string instead: each entry as
+-- '<last seq>:<length>:<entry>', one after the other.
 -- KEYS: state, events, packing. ARGV: generation, chunk, cap.
 -- Returns 'done', 'more' (call again), or 'skipped'.
 
@@ -38,9 +40,15 @@ local function nibble_count(length)
   return 2 + #string.format('%x', length)
 end
 
+local function digits(n)
+  local count = 1
+  while n >= 10 do n, count = math.floor(n / 10), count + 1 end
+  return count
+end
+
 local function run_bytes(nibbles, data)
   local bounds = math.floor((nibbles + 1) / 2)
-  return 2 + #tostring(bounds) + bounds + data
+  return 2 + digits(bounds) + bounds + data
 end
 
 local function encode_bounds(lengths, count)
@@ -61,18 +69,23 @@ local function encode_bounds(lengths, count)
   return table.concat(bytes)
 end
 
-local index = {}
+local index, packed = {}, {}
 local kind, first, size, nibbles = nil, 0, 0, 0
 local tokens, lengths, parts = {}, {}, {}
 
 local function close(upto)
+  local entry
   if kind == 'T' then
     local bounds = encode_bounds(lengths, #lengths - 1)
-    redis.call('HSET', KEYS[3], upto, 'T' .. #bounds .. ':' .. bounds .. table.concat(tokens))
+    entry = 'T' .. #bounds .. ':' .. bounds .. table.concat(tokens)
   elseif kind == 'B' then
-    redis.call('HSET', KEYS[3], upto, 'B' .. table.concat(parts, '\n'))
+    entry = 'B' .. table.concat(parts, '\n')
   end
-  if kind then index[#index + 1] = upto end
+  if entry then
+    redis.call('HSET', KEYS[3], upto, entry)
+    index[#index + 1] = upto
+    packed[#packed + 1] = upto .. ':' .. #entry .. ':' .. entry
+  end
   kind, tokens, lengths, parts = nil, {}, {}, {}
 end
 
@@ -122,7 +135,14 @@ if listed and listed ~= '' then added = listed .. ',' .. added end
 redis.call('HSET', KEYS[3], 'i', added)
 local ttl = redis.call('PTTL', KEYS[1])
 if to == last then
-  redis.call('RENAME', KEYS[3], KEYS[2])
+  local whole = table.concat(packed)
+  if from == 0 and #whole <= cap then
+    -- A small generation: one plain string, a fraction of a hash's overhead.
+    redis.call('DEL', KEYS[3])
+    redis.call('SET', KEYS[2], whole)
+  else
+    redis.call('RENAME', KEYS[3], KEYS[2])
+  end
   if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
   redis.call('HSET', KEYS[1], 'packed', ARGV[1])
   redis.call('HDEL', KEYS[1], 'packing')

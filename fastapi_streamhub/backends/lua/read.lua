@@ -3,8 +3,9 @@
 -- data per event, newline-separated.
 -- Returns false once the key holds another generation, so a reader never takes one
 -- run's events for another's.
--- A compacted generation (see compact.lua) is read from its entries: a text run the
--- cursor points inside gives one event, the rest of its text, with the run's last seq.
+-- A compacted generation (see compact.lua) is read from its entries, in a hash or, for
+-- a small one, a string: a text run the cursor points inside gives one event, the rest
+-- of its text, with the run's last seq.
 -- KEYS: state, events. ARGV: generation, after_seq, limit.
 local s = redis.call('HMGET', KEYS[1], 'gen', 'status', 'last', 'packed')
 if s[1] ~= ARGV[1] then return false end
@@ -73,18 +74,34 @@ local function emit_block(entry, first)
   end
 end
 
+local function emit_entry(entry, first, last)
+  if string.sub(entry, 1, 1) == 'T' then
+    emit_run(entry, first, last)
+  else
+    emit_block(entry, first)
+  end
+end
+
+if redis.call('TYPE', KEYS[2]).ok == 'string' then
+  local record = redis.call('GET', KEYS[2])
+  local pos, previous = 1, 0
+  while pos <= #record and found < limit do
+    local colon = string.find(record, ':', pos, true)
+    local size_end = string.find(record, ':', colon + 1, true)
+    local last = tonumber(string.sub(record, pos, colon - 1))
+    local size = tonumber(string.sub(record, colon + 1, size_end - 1))
+    if last > after then
+      emit_entry(string.sub(record, size_end + 1, size_end + size), previous + 1, last)
+    end
+    previous, pos = last, size_end + size + 1
+  end
+  return table.concat(out, '\n')
+end
 local previous = 0
 for listed in string.gmatch(redis.call('HGET', KEYS[2], 'i') or '', '%d+') do
   if found >= limit then break end
   local last = tonumber(listed)
-  if last > after then
-    local entry = redis.call('HGET', KEYS[2], listed)
-    if string.sub(entry, 1, 1) == 'T' then
-      emit_run(entry, previous + 1, last)
-    else
-      emit_block(entry, previous + 1)
-    end
-  end
+  if last > after then emit_entry(redis.call('HGET', KEYS[2], listed), previous + 1, last) end
   previous = last
 end
 return table.concat(out, '\n')
