@@ -38,6 +38,7 @@ def test_the_examples_are_all_here() -> None:
         "cancel",
         "client",
         "fastapi_app",
+        "finish_hook",
         "openai_chat",
         "publish_subscribe",
         "quickstart",

@@ -9,18 +9,20 @@ tokens ends, so a cursor pointing inside it still resumes exactly: the reader ge
 event with the rest of the run's text and the id of the run's last token.
 
 Entries are closed when they would exceed `ENTRY_BYTES` (one 4 KiB allocation in Redis,
-so the allocator wastes nothing on them) and at every `CHUNK_EVENTS` seqs (each step of
-compaction packs that many raw events, so it never holds Redis long). The Redis
-scripts (`lua/compact.lua`, `lua/read.lua`) implement the same rules byte for byte;
-this module is the reference, used by the memory backend and checked against Lua by
-the tests.
+so the allocator wastes nothing on them). Compaction runs in steps of at most
+`CHUNK_EVENTS` raw events, so it never holds Redis long; a step keeps only the entries
+it closed, and the next one starts after them, so steps do not cut entries short (only
+a step that closed none closes its last one, so that each step gets somewhere). The
+Redis scripts (`lua/compact.lua`, `lua/read.lua`) implement the same rules byte for
+byte; this module is the reference, used by the memory backend and checked against Lua
+by the tests.
 """
 
 from __future__ import annotations
 
 import bisect
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._events import StreamEvent
@@ -78,8 +80,7 @@ def is_text(event: StreamEvent) -> bool:
 
 
 class _Packer:
-    def __init__(self, chunk: int, cap: int) -> None:
-        self.chunk = chunk
+    def __init__(self, cap: int) -> None:
         self.cap = cap
         self.entries: list[Entry] = []
         self._tokens: list[str] = []
@@ -90,8 +91,6 @@ class _Packer:
         self._last_len = 0
 
     def add(self, event: StreamEvent) -> None:
-        if event.seq > 1 and (event.seq - 1) % self.chunk == 0:
-            self.close(event.seq - 1)
         if is_text(event):
             self._add_token(event)
         else:
@@ -139,16 +138,21 @@ class _Packer:
 
 
 def pack(
-    events: Iterable[StreamEvent], *, chunk: int = CHUNK_EVENTS, cap: int = ENTRY_BYTES
+    events: Sequence[StreamEvent], *, chunk: int = CHUNK_EVENTS, cap: int = ENTRY_BYTES
 ) -> list[Entry]:
-    """The entries of a generation's events (seqs from 1, without gaps)."""
-    packer = _Packer(chunk, cap)
-    last = 0
-    for event in events:
-        packer.add(event)
-        last = event.seq
-    packer.close(last)
-    return packer.entries
+    """The entries of a generation's events (seqs from 1, without gaps), step by step."""
+    entries: list[Entry] = []
+    start = 0
+    while start < len(events):
+        end = min(start + chunk, len(events))
+        packer = _Packer(cap)
+        for event in events[start:end]:
+            packer.add(event)
+        if end == len(events) or not packer.entries:
+            packer.close(events[end - 1].seq)
+        entries += packer.entries
+        start = entries[-1].last
+    return entries
 
 
 def read_packed(

@@ -1,8 +1,9 @@
 -- Compact an ended generation, one bounded step per call (see backends/_packing.py,
--- whose rules this follows byte for byte). Each step packs the next `chunk` raw events
--- into entries of a hash built beside the events stream; the last step renames that
--- hash over the stream, so a reader sees either every raw event or the packed ones,
--- never a mix. A step that finds the work done, or the generation replaced or still
+-- whose rules this follows byte for byte). Each step packs up to `chunk` raw events
+-- into entries of a hash built beside the events stream, and keeps the entries it
+-- closed (the next step starts after them; a step that closed none keeps its last
+-- one); the last step renames that hash over the stream, so a reader sees either every
+-- raw event or the packed ones, never a mix. A step that finds the work done, or the generation replaced or still
 -- running, changes nothing; so a retried or repeated call is harmless.
 -- The hash: field 'i' lists the entries' last seqs ('3,4092,4093'); each entry is a
 -- field named by its last seq, holding a text run 'T<n>:<bounds><text>' (the JSON
@@ -127,7 +128,11 @@ for i, row in ipairs(rows) do
     add_event(seq, name or '', data)
   end
 end
-close(to)
+if to == last or #index == 0 then
+  close(to)
+else
+  to = index[#index]
+end
 
 local listed = redis.call('HGET', KEYS[3], 'i')
 local added = table.concat(index, ',')
