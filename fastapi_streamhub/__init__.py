@@ -3,6 +3,7 @@
 from ._cursor import Cursor
 from ._decorator import resumable_stream
 from ._dependency import get_hub
+from ._dispatched import dispatched_stream
 from ._errors import (
     BackendUnavailableError,
     HubNotStartedError,
@@ -27,6 +28,7 @@ from ._http_errors import (
     StreamNotFoundHTTPError,
 )
 from ._hub import StreamHub
+from ._jobs import JobOutcome, StreamJob
 from ._mount import mount_stream_routes
 from ._producer import Producer
 from ._runner import current_producer
@@ -44,6 +46,7 @@ __all__ = [
     "InvalidCursorError",
     "InvalidKeyError",
     "InvalidKeyHTTPError",
+    "JobOutcome",
     "Producer",
     "ProducerStoppedError",
     "SessionBusyError",
@@ -56,12 +59,14 @@ __all__ = [
     "StreamHTTPError",
     "StreamHub",
     "StreamHubError",
+    "StreamJob",
     "StreamNotFoundHTTPError",
     "StreamStatus",
     "SubscriberLaggedError",
     "Subscription",
     "UnsupportedChunkError",
     "current_producer",
+    "dispatched_stream",
     "get_hub",
     "mount_stream_routes",
     "resumable_stream",

@@ -40,6 +40,9 @@ class HubConfig:
         keepalive_s: interval of SSE keep-alive comments while a stream is idle.
         retry_ms: the `retry:` hint sent to SSE clients.
         cancel_wait_s: how long the cancel route waits for the producer to stop.
+        start_timeout_s: how long a stream handed to a job queue (`hub.dispatch`) waits
+            for a worker to start it; after that its readers get an `error` with the
+            reason `not_started`.
     """
 
     lease_ttl_s: float = 10.0
@@ -60,6 +63,7 @@ class HubConfig:
     keepalive_s: float = 15.0
     retry_ms: int = 2000
     cancel_wait_s: float = 2.0
+    start_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         for name in self.__dataclass_fields__:
@@ -78,10 +82,19 @@ class HubConfig:
                 f"({self.lease_ttl_s}): a running stream's keys would expire between two "
                 "lease renewals"
             )
+        if self.retention_s < self.start_timeout_s:
+            raise ValueError(
+                f"retention_s ({self.retention_s}) must be at least start_timeout_s "
+                f"({self.start_timeout_s}): a stream waiting for a worker would expire first"
+            )
 
     @property
     def lease_ms(self) -> int:
         return int(self.lease_ttl_s * 1000)
+
+    @property
+    def start_timeout_ms(self) -> int:
+        return int(self.start_timeout_s * 1000)
 
     @property
     def retention_ms(self) -> int:
@@ -125,3 +138,4 @@ class HubOptions(TypedDict, total=False):
     keepalive_s: float
     retry_ms: int
     cancel_wait_s: float
+    start_timeout_s: float

@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
-NAMES = ("claim", "append", "refresh", "finish", "release", "read", "states")
+NAMES = ("claim", "append", "refresh", "finish", "release", "read", "states", "adopt")
 
 Arg = str | int
 Client = Redis | RedisCluster

@@ -16,6 +16,7 @@ import anyio
 
 from .._events import TERMINAL_EVENTS, Status, StreamEvent
 from ._base import (
+    AdoptOutcome,
     Append,
     AppendOutcome,
     ChannelKind,
@@ -31,6 +32,7 @@ from ._base import (
 )
 
 _SWEEP_EVERY = 256
+_WAITING = "?"
 
 
 @dataclass(slots=True)
@@ -41,6 +43,8 @@ class _Session:
     expires_at: float
     status: Status = "active"
     metadata: str = "{}"
+    adopter: str | None = None
+    """`?` while a pending generation waits for a worker; then its adoption's token."""
     events: list[StreamEvent] = field(default_factory=list)
 
     @property
@@ -96,10 +100,18 @@ class MemoryBackend:
             last_seq=session.last_seq,
             metadata=session.metadata,
             lease_expired=session.lease_until <= time.monotonic(),
+            pending=session.adopter == _WAITING and session.status == "active",
         )
 
     async def claim(
-        self, key: str, *, generation: str, owner: str, lease_ms: int, retention_ms: int
+        self,
+        key: str,
+        *,
+        generation: str,
+        owner: str,
+        lease_ms: int,
+        retention_ms: int,
+        pending: bool = False,
     ) -> tuple[bool, SessionState]:
         self._claims += 1
         if self._claims % _SWEEP_EVERY == 0:
@@ -113,9 +125,31 @@ class MemoryBackend:
             owner=owner,
             lease_until=now + lease_ms / 1000,
             expires_at=now + retention_ms / 1000,
+            adopter=_WAITING if pending else None,
         )
         self._sessions[key] = session
         return True, self._state(key, session)
+
+    async def adopt(
+        self, key: str, *, generation: str, owner: str, token: str, lease_ms: int, retention_ms: int
+    ) -> AdoptOutcome:
+        session = self._live(key)
+        if session is None or session.generation != generation:
+            return "stale"
+        if session.status != "active":
+            return session.status
+        if session.adopter == token:
+            return "ok"
+        if session.adopter != _WAITING:
+            return "adopted"
+        now = time.monotonic()
+        if session.lease_until <= now:
+            return "expired"
+        session.adopter = token
+        session.owner = owner
+        session.lease_until = now + lease_ms / 1000
+        session.expires_at = now + retention_ms / 1000
+        return "ok"
 
     def _writable(self, key: str, generation: str) -> tuple[_Session | None, WriteOutcome]:
         session = self._live(key)
