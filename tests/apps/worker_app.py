@@ -43,6 +43,7 @@ broker = RedisStreamBroker(
     REDIS_URL,
     queue_name="streamhub-test-jobs",
     xread_block=200,
+    unacknowledged_lock_timeout=1.0,
     idle_timeout=int(os.environ.get("TEST_REDELIVER_MS", "600000")),
 ).with_middlewares(RecordOutcomes())
 hub = StreamHub.from_url(
