@@ -21,11 +21,13 @@ class Settings:
     openai_model: str | None = None
     openai_base_url: str | None = None
     openai_api_key: str | None = None
+    worker: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        """Read `STREAMHUB_REDIS_URL`, `HOST`, `PORT`, `STREAMHUB_DEMO_TOKENS_PER_S` and the
-        `OPENAI_*` variables; an unset or empty variable keeps the default."""
+        """Read `STREAMHUB_REDIS_URL`, `HOST`, `PORT`, `STREAMHUB_DEMO_TOKENS_PER_S`,
+        `STREAMHUB_DEMO_WORKER` and the `OPENAI_*` variables; an unset or empty variable
+        keeps the default."""
 
         def get(name: str) -> str | None:
             return env.get(name) or None
@@ -38,6 +40,7 @@ class Settings:
             openai_model=get("OPENAI_MODEL"),
             openai_base_url=get("OPENAI_BASE_URL"),
             openai_api_key=get("OPENAI_API_KEY"),
+            worker=(get("STREAMHUB_DEMO_WORKER") or "0").lower() in ("1", "true", "yes"),
         )
 
     def describe_backend(self) -> str:
