@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from tests.support._process import REPO_ROOT, ManagedProcess, child_env, wait_until
+from tests.support._process import REPO_ROOT, ManagedProcess, child_env
 
 _READY = "Listening started."
 
@@ -37,7 +37,6 @@ class TaskiqWorker:
         self.startup_timeout_s = startup_timeout_s
         self.dir = Path(tempfile.mkdtemp(prefix="streamhub-taskiq-"))
         self._process = ManagedProcess("taskiq worker", self.dir / "worker.log")
-        self._starts = 0
 
     def start(self) -> Self:
         """Start a worker; returns once it listens for jobs."""
@@ -57,20 +56,8 @@ class TaskiqWorker:
             os.killpg(self._process.pid, signal.SIGKILL)
         self._process.kill()
 
-    def stop(self) -> None:
-        """SIGTERM: Taskiq waits for running jobs, then the hub shuts down."""
-        self._process.terminate(timeout_s=20)
-
-    @property
-    def running(self) -> bool:
-        return self._process.running
-
     def logs(self) -> str:
         return self._process.logs()
-
-    def wait_for_log(self, text: str, *, timeout_s: float) -> bool:
-        """Poll the log (blocking) until `text` appears."""
-        return wait_until(lambda: text in self.logs(), timeout_s=timeout_s)
 
     def close(self) -> None:
         self.kill()
