@@ -4,6 +4,8 @@ memory backend: one hub plays both parts); `tests/test_workers.py` runs real one
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -21,6 +23,7 @@ from fastapi_streamhub import (
     StreamJob,
     current_producer,
 )
+from tests.support._process import REPO_ROOT
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.anyio
@@ -278,3 +281,26 @@ def test_jobs_travel_as_plain_data() -> None:
     for bad in ({}, {"key": "k", "generation": "g", "params": []}, {"key": 1, "generation": "g"}):
         with pytest.raises(ValueError, match="stream job"):
             StreamJob.from_dict(bad)
+
+
+async def test_a_stream_that_is_not_a_generator_ends_with_an_error(
+    hubs: tuple[StreamHub, StreamHub],
+) -> None:
+    web, worker = hubs
+    job = await web.dispatch("k", send=Queue().send)
+
+    def not_a_generator() -> Any:
+        return ["a list"]
+
+    assert await worker.run(job, not_a_generator) == JobOutcome(True, "error")
+    assert values(await collect(web, "k", f"{job.generation}:0")) == [
+        ("error", {"message": "The stream failed.", "reason": "failed"})
+    ]
+
+
+def test_the_core_does_not_import_the_queue() -> None:
+    code = "import sys, fastapi_streamhub; print('taskiq' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    )
+    assert result.stdout.strip() == "False"
