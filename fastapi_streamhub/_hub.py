@@ -35,6 +35,7 @@ from ._jobs import (
     claim_job,
     close_unstarted,
     coerce_job,
+    generator_of,
     send_job,
     wait_for_end,
 )
@@ -330,8 +331,7 @@ class StreamHub:
             await close_unstarted(stream)
             return JobOutcome(False, outcome)
         producer = self._start_producer(job.key, job.generation)
-        generator = stream() if callable(stream) else stream
-        self.spawn(producer, lambda: drive(producer, generator))
+        self.spawn(producer, lambda: drive(producer, generator_of(stream)))
         return JobOutcome(True, await wait_for_end(producer, self.config))
 
     async def _watch_control(self, producer: Producer) -> None:

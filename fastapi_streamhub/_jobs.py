@@ -14,11 +14,12 @@ the job too late stores it itself, and a new start may claim the key.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import anyio
 
@@ -36,7 +37,7 @@ logger = logging.getLogger("fastapi_streamhub")
 _NOT_SENT = terminal_data(message="The stream could not be handed to a worker.", reason="not_sent")
 _INTERRUPTED = "The worker stopped before the stream finished."
 
-JobStream = AsyncGenerator[object, None] | Callable[[], AsyncGenerator[object, None]]
+JobStream = AsyncIterator[object] | Callable[[], AsyncIterator[object]]
 """What a worker runs for a job: an async generator, or a function that makes one (called
 only once the worker has adopted the job)."""
 
@@ -186,9 +187,16 @@ async def _end(
         logger.warning("stream %r: could not store the end of %s: %s", key, generation, exc)
 
 
+def generator_of(stream: JobStream) -> AsyncGenerator[object, None]:
+    generator = stream() if callable(stream) else stream
+    if not inspect.isasyncgen(generator):
+        raise TypeError(f"a job's stream must be an async generator, not {generator!r}")
+    return cast("AsyncGenerator[object, None]", generator)
+
+
 async def close_unstarted(stream: JobStream) -> None:
     """A refused job's generator never ran; close it all the same."""
-    if not callable(stream):
+    if inspect.isasyncgen(stream):
         await stream.aclose()
 
 

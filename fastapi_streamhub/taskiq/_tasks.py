@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import weakref
-from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any
 
 from taskiq import AsyncBroker, AsyncTaskiqDecoratedTask, TaskiqEvents, TaskiqState
@@ -13,7 +13,7 @@ from taskiq import AsyncBroker, AsyncTaskiqDecoratedTask, TaskiqEvents, TaskiqSt
 from .._hub import StreamHub
 from .._jobs import JobOutcome, StreamJob, coerce_job
 
-StreamFunction = Callable[..., AsyncGenerator[object, None]]
+StreamFunction = Callable[..., AsyncIterator[object]]
 
 
 def stream_task(
