@@ -4,7 +4,8 @@
 #
 # `make quickstart` serves docs/examples/quickstart.py on QUICKSTART_PORT (8010); `make demo`
 # runs two instances of the example app on DEMO_PORTS (8001 8002) with a private Redis
-# (scripts/demo.py); `make docs` serves the documentation site on DOCS_PORT (8020).
+# (scripts/demo.py), and `make demo-worker` the same with a Taskiq worker generating the
+# answers; `make docs` serves the documentation site on DOCS_PORT (8020).
 #
 # VENV=/path/to/venv uses an existing virtualenv as it is: make neither creates nor updates
 # it (it needs the package and the dev group, `pip install -e . --group dev`, and for
@@ -27,7 +28,7 @@ SETUP :=
 DOCS_SETUP :=
 endif
 
-.PHONY: setup system-deps run quickstart demo docs test test-floor lint typecheck pytest bench \
+.PHONY: setup system-deps run quickstart demo demo-worker docs test test-floor lint typecheck pytest bench \
 	bench-smoke
 
 setup: $(SETUP)
@@ -53,6 +54,9 @@ quickstart: $(SETUP)
 
 demo: $(SETUP)
 	$(PY) scripts/demo.py $(DEMO_PORTS)
+
+demo-worker: $(SETUP)
+	$(PY) scripts/demo.py --worker $(DEMO_PORTS)
 
 docs: $(DOCS_SETUP)
 	$(PY) -m mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)

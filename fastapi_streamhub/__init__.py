@@ -3,6 +3,7 @@
 from ._cursor import Cursor
 from ._decorator import resumable_stream
 from ._dependency import get_hub
+from ._dispatched import dispatched_stream
 from ._errors import (
     BackendUnavailableError,
     HubNotStartedError,
@@ -27,6 +28,7 @@ from ._http_errors import (
     StreamNotFoundHTTPError,
 )
 from ._hub import StreamHub
+from ._jobs import JobOutcome, StreamJob
 from ._mount import mount_stream_routes
 from ._policy import StreamPolicy
 from ._producer import Producer
@@ -46,6 +48,7 @@ __all__ = [
     "InvalidCursorError",
     "InvalidKeyError",
     "InvalidKeyHTTPError",
+    "JobOutcome",
     "Producer",
     "ProducerStoppedError",
     "ResultEvent",
@@ -59,6 +62,7 @@ __all__ = [
     "StreamHTTPError",
     "StreamHub",
     "StreamHubError",
+    "StreamJob",
     "StreamNotFoundHTTPError",
     "StreamPolicy",
     "StreamResult",
@@ -67,6 +71,7 @@ __all__ = [
     "Subscription",
     "UnsupportedChunkError",
     "current_producer",
+    "dispatched_stream",
     "get_hub",
     "mount_stream_routes",
     "resumable_stream",

@@ -65,6 +65,9 @@ class HubConfig:
             that instance dies first, another runs it with the same generation id).
         retention_for: the retention of a key's sessions, in seconds, by key; None
             from it (or no function) means `retention_s`.
+        start_timeout_s: how long a stream handed to a job queue (`hub.dispatch`) waits
+            for a worker to start it; after that its readers get an `error` with the
+            reason `not_started`.
     """
 
     lease_ttl_s: float = 10.0
@@ -90,6 +93,7 @@ class HubConfig:
     abandon_after_s: float | None = None
     on_finish: FinishHook | None = None
     retention_for: RetentionFor | None = None
+    start_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         for name in self.__dataclass_fields__:
@@ -112,10 +116,19 @@ class HubConfig:
                 f"({self.lease_ttl_s}): a running stream's keys would expire between two "
                 "lease renewals"
             )
+        if self.retention_s < self.start_timeout_s:
+            raise ValueError(
+                f"retention_s ({self.retention_s}) must be at least start_timeout_s "
+                f"({self.start_timeout_s}): a stream waiting for a worker would expire first"
+            )
 
     @property
     def lease_ms(self) -> int:
         return int(self.lease_ttl_s * 1000)
+
+    @property
+    def start_timeout_ms(self) -> int:
+        return int(self.start_timeout_s * 1000)
 
     @property
     def retention_ms(self) -> int:
@@ -184,3 +197,4 @@ class HubOptions(TypedDict, total=False):
     abandon_after_s: float | None
     on_finish: FinishHook | None
     retention_for: RetentionFor | None
+    start_timeout_s: float

@@ -8,7 +8,7 @@ async generators through `__wrapped__` and would stream them as JSON Lines.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -82,29 +82,37 @@ def resumable_stream(
             policy,
             delete_route,
         )
-        own_request = _request_parameter(signature)
-
-        async def endpoint(**kwargs: Any) -> Response:
-            if own_request is None:
-                return await _start(spec, kwargs.pop(_REQUEST_PARAM), kwargs)
-            return await _start(spec, kwargs[own_request], kwargs)
-
-        parameters = list(signature.parameters.values())
-        if own_request is None:
-            parameters.append(
-                inspect.Parameter(
-                    _REQUEST_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Request
-                )
-            )
-        endpoint.__signature__ = signature.replace(  # type: ignore[attr-defined]
-            parameters=parameters, return_annotation=inspect.Signature.empty
-        )
-        for attribute in ("__name__", "__qualname__", "__doc__", "__module__"):
-            setattr(endpoint, attribute, getattr(function, attribute))
-        endpoint.__streamhub_spec__ = spec  # type: ignore[attr-defined]
-        return endpoint
+        return wrap_endpoint(spec, _start)
 
     return decorate
+
+
+Start = Callable[[StreamSpec, Request, dict[str, Any]], Awaitable[Response]]
+
+
+def wrap_endpoint(spec: StreamSpec, start: Start) -> Callable[..., Any]:
+    """The route's endpoint: a plain coroutine with the function's signature (plus the
+    request, if it takes none) that calls `start`, and carries the spec for mounting."""
+    signature, function = spec.signature, spec.function
+    own_request = _request_parameter(signature)
+
+    async def endpoint(**kwargs: Any) -> Response:
+        if own_request is None:
+            return await start(spec, kwargs.pop(_REQUEST_PARAM), kwargs)
+        return await start(spec, kwargs[own_request], kwargs)
+
+    parameters = list(signature.parameters.values())
+    if own_request is None:
+        parameters.append(
+            inspect.Parameter(_REQUEST_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Request)
+        )
+    endpoint.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=parameters, return_annotation=inspect.Signature.empty
+    )
+    for attribute in ("__name__", "__qualname__", "__doc__", "__module__"):
+        setattr(endpoint, attribute, getattr(function, attribute))
+    endpoint.__streamhub_spec__ = spec  # type: ignore[attr-defined]
+    return endpoint
 
 
 def _request_parameter(signature: inspect.Signature) -> str | None:

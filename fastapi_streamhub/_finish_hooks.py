@@ -71,6 +71,13 @@ class FinishHooks:
         if settled and mark is not None:
             await self._backend.drop_hooks([(key, mark)])
 
+    async def run_adopted(self, key: str, generation: str) -> None:
+        """A generation this process adopted (a worker's) has ended: run the hook its
+        claim set, if this process knows it (otherwise an instance that does runs it)."""
+        details = await self._backend.details(key)
+        if details is not None and details.state.generation == generation and details.hook_name:
+            await self.run(key, generation, details.hook_name, grace_ms=0)
+
     async def run(self, key: str, generation: str, name: str, *, grace_ms: int) -> HookTake:
         """Take the hook and run it; what taking it answered (`busy`: not ours, for now)."""
         hook = self._policies.hook(name)

@@ -59,6 +59,20 @@ class Finishing:
         """Claim `key` for a new generation under `policy`; a last generation that still
         owes its finish hook has it run (or waited for) first."""
         plan = self.policies.plan(key, policy)
+        created, state = await self._claim(key, plan, self._holder, self._config.lease_ms)
+        if created:
+            self._plans[(key, state.generation)] = plan
+            self.abandonment.track(key, state.generation, plan.abandon_after_ms)
+        return created, state
+
+    async def claim_pending(self, key: str, lease_ms: int) -> tuple[bool, SessionState]:
+        """Claim `key` for a generation a worker will adopt within `lease_ms`, with the
+        hub's retention and finish hook (the worker, or any instance, runs the hook)."""
+        return await self._claim(key, self.policies.plan(key, None), "", lease_ms)
+
+    async def _claim(
+        self, key: str, plan: GenerationPlan, owner: str, lease_ms: int
+    ) -> tuple[bool, SessionState]:
         for _ in range(_CLAIM_ATTEMPTS):
             generation = new_generation()
             if plan.hook:
@@ -66,14 +80,13 @@ class Finishing:
             created, state = await self._backend.claim(
                 key,
                 generation=generation,
-                owner=self._holder,
-                lease_ms=self._config.lease_ms,
+                owner=owner,
+                lease_ms=lease_ms,
                 retention_ms=plan.retention_ms,
+                pending=not owner,
                 hook=plan.hook,
             )
             if created:
-                self._plans[(key, state.generation)] = plan
-                self.abandonment.track(key, state.generation, plan.abandon_after_ms)
                 return True, state
             self.hooks.forget(key, generation)
             if state.status == "active" and not state.lease_expired:
@@ -86,12 +99,16 @@ class Finishing:
         key, generation = producer.key, producer.generation
         plan = self._plans.pop((key, generation), None)
         self.abandonment.forget(key, generation)
-        if plan is None or producer.stop_reason not in _TERMINAL_STOPS:
+        if producer.stop_reason not in _TERMINAL_STOPS or self._supervisor is None:
             return
-        if plan.hook and self._supervisor is not None:
+        if plan is not None and plan.hook:
             hook = plan.hook
             self._supervisor.guard(
                 f"finish hook {key!r}", lambda: self.hooks.run_own(key, generation, hook)
+            )
+        elif plan is None and self.policies.has_hooks:  # adopted: its claim was elsewhere
+            self._supervisor.guard(
+                f"finish hook {key!r}", lambda: self.hooks.run_adopted(key, generation)
             )
         self.compactor.schedule(key, generation)
 

@@ -29,6 +29,18 @@ from ._fanout import Fanout
 from ._finishing import Finishing
 from ._health import HubHealth
 from ._hooks import wire_app
+from ._jobs import (
+    JobOutcome,
+    JobStream,
+    StreamJob,
+    adopt_job,
+    claim_job,
+    close_unstarted,
+    coerce_job,
+    generator_of,
+    send_job,
+    wait_for_end,
+)
 from ._keys import validate_key
 from ._leases import LeaseKeeper
 from ._local import LocalProducers
@@ -36,6 +48,7 @@ from ._policy import StreamPolicy
 from ._producer import Producer
 from ._producer_core import ProducerCore
 from ._result import StreamResult, read_result
+from ._runner import drive
 from ._send_guard import SendGuard
 from ._status import CancelResult, StreamStatus, stream_status
 from ._subscription import Subscription
@@ -256,7 +269,7 @@ class StreamHub:
             SessionBusyError: another instance is producing `key`.
             BackendUnavailableError: storage did not answer.
         """
-        supervisor = self._require_supervisor()
+        self._require_supervisor()
         validate_key(key)
         existing = self._producers.get(key)
         if (
@@ -268,9 +281,13 @@ class StreamHub:
         created, state = await self._finishing.claim(key, policy)
         if not created:
             raise SessionBusyError(key, state.generation)
+        return self._start_producer(key, state.generation), True
+
+    def _start_producer(self, key: str, generation: str) -> Producer:
+        """This process's producer of a generation it claimed or adopted."""
         producer = Producer(
             key=key,
-            generation=state.generation,
+            generation=generation,
             backend=self.backend,
             writer=self._require_writer(),
             fanout=self._fanout,
@@ -279,9 +296,59 @@ class StreamHub:
             on_hint=self._check_soon,
         )
         self._producers.add(producer)
-        self._fanout.open_local(key, producer.generation)
-        supervisor.guard(f"control watch {key!r}", lambda: self._watch_control(producer))
-        return producer, True
+        self._fanout.open_local(key, generation)
+        self._require_supervisor().guard(
+            f"control watch {key!r}", lambda: self._watch_control(producer)
+        )
+        return producer
+
+    async def dispatch(
+        self,
+        key: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        send: Callable[[StreamJob], Awaitable[object]],
+        start_timeout_s: float | None = None,
+    ) -> StreamJob:
+        """Claim `key` for a generation that a worker will produce, and hand the job to
+        `send` (which puts it on a job queue); a worker then calls `run` with it.
+
+        Readers may subscribe at once. If no worker adopts the job within
+        `start_timeout_s` (the hub's setting by default), they get `error` (`not_started`);
+        if `send` raises, they get `error` (`not_sent`) and the exception propagates.
+
+        Raises:
+            SessionBusyError: `key` is running, or waiting for its worker.
+            TypeError: `params` is not a JSON-serialisable mapping.
+        """
+        self._require_supervisor()
+        generation = await claim_job(
+            self.backend, self.config, key, start_timeout_s, self._finishing.claim_pending
+        )
+
+        async def given() -> Mapping[str, Any] | None:
+            return params
+
+        return await send_job(self.backend, self.config, key, generation, given, send)
+
+    async def run(self, job: StreamJob | Mapping[str, Any], stream: JobStream) -> JobOutcome:
+        """Produce a dispatched job's generation in this process; returns once it ended.
+
+        `stream` is an async generator (or a function that makes one), run as the
+        decorator runs an endpoint: what it yields becomes events, `StreamError` an
+        `error` with its message, and `current_producer()` works inside it. A job whose
+        generation another worker adopted (a redelivery), or that ended, or that came
+        after its start deadline, is refused: nothing is written and `stream` never runs.
+        """
+        self._require_supervisor()
+        job = coerce_job(job)
+        outcome = await adopt_job(self.backend, self.config, job, self.instance_id)
+        if outcome != "ok":
+            await close_unstarted(stream)
+            return JobOutcome(False, outcome)
+        producer = self._start_producer(job.key, job.generation)
+        self.spawn(producer, lambda: drive(producer, generator_of(stream)))
+        return JobOutcome(True, await wait_for_end(producer, self.config))
 
     async def _watch_control(self, producer: Producer) -> None:
         """Cancel signals for `producer`, set up off the start path: a signal missed in

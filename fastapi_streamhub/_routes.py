@@ -41,6 +41,7 @@ class StatusBody(BaseModel):
     last_event_id: str
     metadata: dict[str, Any]
     producer_running: bool
+    pending: bool = False
 
 
 class CancelBody(StatusBody):
@@ -61,6 +62,7 @@ def _status_body(status: StreamStatus) -> dict[str, Any]:
         "last_event_id": status.last_event_id,
         "metadata": status.metadata,
         "producer_running": status.producer_running,
+        "pending": status.pending,
     }
 
 

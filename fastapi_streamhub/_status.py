@@ -21,6 +21,8 @@ class StreamStatus:
     last_seq: int
     metadata: dict[str, Any]
     producer_running: bool
+    pending: bool = False
+    """Handed to a job queue, and no worker has started it yet."""
 
     @property
     def last_event_id(self) -> str:
@@ -68,6 +70,7 @@ def stream_status(state: SessionState) -> StreamStatus:
         last_seq=state.last_seq,
         metadata=json.loads(state.metadata),
         producer_running=bool(state.owner) and not state.lease_expired,
+        pending=state.pending,
     )
 
 

@@ -6,9 +6,11 @@ notifications; if that producer's process died, nothing more comes. Every
 state of each key followed through storage that heard nothing since the last
 check, and hands the result to that key's readers (which catch up if storage is
 ahead of them). A lapsed lease is ended here, once per key rather than once per
-reader, with a stored `error` (`producer_lost`). Readers of a producer in this
-process need no checks: they hear of its end directly. Processes start their
-checks at a random phase, so a fleet's checks spread out over the interval.
+reader, with a stored `error`: `producer_lost`, or `not_started` for a stream handed
+to a job queue that no worker adopted before its start deadline (its lease until
+then). Readers of a producer in this process need no checks: they hear of its end
+directly. Processes start their checks at a random phase, so a fleet's checks spread
+out over the interval.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .backends._base import Backend, Control, SessionState
 logger = logging.getLogger("fastapi_streamhub")
 
 _LOST = terminal_data(message="The stream's producer was lost.", reason="producer_lost")
+NOT_STARTED = terminal_data(message="No worker started the stream in time.", reason="not_started")
 
 
 class Watchdog:
@@ -65,7 +68,7 @@ class Watchdog:
                 state.key,
                 generation=state.generation,
                 event="error",
-                data=_LOST,
+                data=NOT_STARTED if state.pending else _LOST,
                 retention_ms=self._config.retention_ms,
                 only_if_lapsed=True,
             )
@@ -77,8 +80,9 @@ class Watchdog:
             return state
         if finished:
             logger.warning(
-                "stream %r (generation %s): producer lost (its lease lapsed)",
+                "stream %r (generation %s): %s",
                 state.key,
                 state.generation,
+                "no worker started it in time" if state.pending else "producer lost (lease lapsed)",
             )
         return after

@@ -1,6 +1,10 @@
 """`make demo`: two instances of the demo chat on one private Redis, as behind a load balancer.
 
-    python scripts/demo.py [PORT_A PORT_B]      (default: 8001 8002)
+    python scripts/demo.py [--worker] [PORT_A PORT_B]      (default: 8001 8002)
+
+With `--worker` (`make demo-worker`), a Taskiq worker process generates the answers
+(`example_app/worker.py`) and the two instances only serve them: restart an instance
+mid-answer and the answer goes on.
 
 Starts `redis-server` on a free loopback port, without persistence and with its working
 directory in a temporary directory (nothing lands in the working tree), then
@@ -13,6 +17,7 @@ Redis) and Redis last.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import signal
@@ -42,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run until Ctrl-C (exit 0) or until a process exits by itself (exit 1)."""
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__.split("\n")[0])
     parser.add_argument("ports", nargs="*", type=int, default=[8001, 8002])
-    ports: list[int] = parser.parse_args(argv).ports
+    parser.add_argument("--worker", action="store_true", help="answers come from a worker")
+    args = parser.parse_args(argv)
+    ports: list[int] = args.ports
     # Ctrl-C stops the demo even when it was started with SIGINT ignored, as a background
     # job of a shell without job control is.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -50,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with ExitStack() as stack:
             try:
-                return _run(stack, ports)
+                return _run(stack, ports, worker=args.worker)
             finally:
                 # A second Ctrl-C must not cut the cleanup short and orphan a child.
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -62,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _run(stack: ExitStack, ports: list[int]) -> int:
+def _run(stack: ExitStack, ports: list[int], *, worker: bool = False) -> int:
     if len(ports) != 2:
         raise DemoError(f"two ports are needed, got {ports}: make demo DEMO_PORTS='8001 8002'")
     for port in ports:
@@ -71,10 +78,16 @@ def _run(stack: ExitStack, ports: list[int]) -> int:
     ended = threading.Event()
     redis_url = stack.enter_context(_redis(tmp, ended))
     print(f"demo: Redis on {redis_url} (no persistence; its files in {tmp})", flush=True)
+    if worker:
+        print("demo: a Taskiq worker generates the answers; kill an instance mid-answer and")
+        print("demo: it is started again, while the answer goes on", flush=True)
     instances: list[subprocess.Popen[bytes]] = []
     stack.callback(_stop, instances)  # the instances first: their shutdown writes to Redis
-    for name, port in zip("AB", ports, strict=True):
-        instances.append(_instance(name, port, redis_url, ended))
+    if worker:
+        _start_with_worker(stack, instances, ports, redis_url, ended)
+    else:
+        for name, port in zip("AB", ports, strict=True):
+            instances.append(_instance(name, port, redis_url, ended, {}))
     try:
         _wait_for_instances(ports, ended)
         ended.wait()
@@ -83,6 +96,26 @@ def _run(stack: ExitStack, ports: list[int]) -> int:
         return 0
     print("demo: a process exited; stopping the others", file=sys.stderr, flush=True)
     return 1
+
+
+def _start_with_worker(
+    stack: ExitStack,
+    instances: list[subprocess.Popen[bytes]],
+    ports: list[int],
+    redis_url: str,
+    ended: threading.Event,
+) -> None:
+    """The worker, whose exit stops the demo, and two instances that are started again
+    whenever they exit."""
+    extra = {"STREAMHUB_DEMO_WORKER": "1"}
+    argv = ["-m", "taskiq", "worker", "example_app.worker:broker", "--workers", "1"]
+    instances.append(_child("worker", argv, redis_url, ended, extra))
+    stopping = threading.Event()
+    stack.callback(stopping.set)  # runs before `_stop`: no restarts from then on
+    for name, port in zip("AB", ports, strict=True):
+        start = functools.partial(_instance, name, port, redis_url, None, extra)
+        instances.append(start())
+        _restart_on_exit(instances, len(instances) - 1, start, stopping)
 
 
 def _wait_for_instances(ports: list[int], ended: threading.Event) -> None:
@@ -98,7 +131,7 @@ def _wait_for_instances(ports: list[int], ended: threading.Event) -> None:
         print(f"demo: still no answer on port(s) {waiting}", file=sys.stderr, flush=True)
     for name, port in zip("AB", ports, strict=True):
         print(f"demo: instance {name} on http://127.0.0.1:{port}", flush=True)
-    print("demo: both share the Redis above; Ctrl-C stops all three", flush=True)
+    print("demo: both share the Redis above; Ctrl-C stops them all", flush=True)
 
 
 def _accepts(port: int) -> bool:
@@ -173,14 +206,52 @@ def _pong(port: int) -> bool:
         return False
 
 
+def _restart_on_exit(
+    instances: list[subprocess.Popen[bytes]],
+    index: int,
+    start: Callable[[], subprocess.Popen[bytes]],
+    stopping: threading.Event,
+) -> None:
+    """With `--worker`, a web instance that exits (kill it mid-answer) is started again
+    on its port, while the worker goes on generating the answer."""
+
+    def follow() -> None:
+        while True:
+            proc = instances[index]
+            proc.wait()
+            if stopping.is_set():
+                return
+            print(f"demo: instance pid {proc.pid} exited; starting it again", flush=True)
+            fresh = instances[index] = start()
+            if stopping.is_set():
+                _stop([fresh])
+                return
+
+    threading.Thread(target=follow, daemon=True).start()
+
+
 def _instance(
-    name: str, port: int, redis_url: str, ended: threading.Event
+    name: str, port: int, redis_url: str, ended: threading.Event | None, extra: dict[str, str]
 ) -> subprocess.Popen[bytes]:
     """`python -m example_app` on `port`, its output prefixed with its name and port."""
-    env = {**os.environ, "PORT": str(port), "STREAMHUB_REDIS_URL": redis_url}
-    env |= {"HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
+    env = {"PORT": str(port), "HOST": "127.0.0.1", **extra}
+    proc = _child(f"{name} {port}", ["-m", "example_app"], redis_url, ended, env)
+    if extra:
+        print(f"demo: instance {name} starts on port {port} as pid {proc.pid}", flush=True)
+    return proc
+
+
+def _child(
+    name: str,
+    argv: list[str],
+    redis_url: str,
+    ended: threading.Event | None,
+    extra: dict[str, str],
+) -> subprocess.Popen[bytes]:
+    """`python <argv>` on the demo's Redis, its output prefixed with `name`."""
+    env = {**os.environ, "STREAMHUB_REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1", **extra}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "example_app"],
+        [sys.executable, *argv],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -188,7 +259,7 @@ def _instance(
         cwd=REPO,
         start_new_session=True,
     )
-    _watch(proc, ended, on_line=_prefixer(f"{name} {port} | "))
+    _watch(proc, ended, on_line=_prefixer(f"{name} | "))
     return proc
 
 
@@ -202,17 +273,19 @@ def _prefixer(prefix: str) -> Callable[[bytes], None]:
 
 def _watch(
     proc: subprocess.Popen[bytes],
-    ended: threading.Event,
+    ended: threading.Event | None,
     on_line: Callable[[bytes], None] | None = None,
 ) -> None:
-    """Copy the child's output through `on_line` (if piped), and set `ended` when it exits."""
+    """Copy the child's output through `on_line` (if piped), and set `ended` (if given)
+    when it exits."""
 
     def follow() -> None:
         if proc.stdout is not None and on_line is not None:
             for line in proc.stdout:
                 on_line(line)
         proc.wait()
-        ended.set()
+        if ended is not None:
+            ended.set()
 
     threading.Thread(target=follow, daemon=True).start()
 

@@ -9,6 +9,7 @@ import pytest
 
 from fastapi_streamhub import StreamEvent
 from fastapi_streamhub.backends import Append, Backend, Control, EventBatch, Lease, Notification
+from tests.support.polling import eventually
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -36,6 +37,12 @@ class Inbox:
             while len(self.notes) < count:
                 await self._arrived.wait()
         return self.notes
+
+
+@pytest.fixture(params=["memory", "redis", "cluster", "valkey"])
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    """The contract runs on Valkey too (a `redis://` server of another make)."""
+    return str(request.param)
 
 
 @pytest.fixture
@@ -350,3 +357,88 @@ async def test_a_hub_starts_while_redis_is_away_and_works_once_it_is_back(
         assert await producer.close() == "done"
         (state,) = await hub.backend.states(["after-outage"])
         assert state is not None and (state.status, state.last_seq) == ("done", 2)
+
+
+# ----------------------------------------------------------------------------------------
+# Generations claimed for a job queue worker: pending until one worker adopts them.
+# ----------------------------------------------------------------------------------------
+
+
+async def claim_pending(backend: Backend, key: str, generation: str, *, deadline_ms: int) -> bool:
+    created, _ = await backend.claim(
+        key,
+        generation=generation,
+        owner="",
+        lease_ms=deadline_ms,
+        retention_ms=RETENTION_MS,
+        pending=True,
+    )
+    return created
+
+
+async def adopt(backend: Backend, key: str, generation: str, token: str) -> str:
+    return await backend.adopt(
+        key,
+        generation=generation,
+        owner=f"worker-{token}",
+        token=token,
+        lease_ms=LEASE_MS,
+        retention_ms=RETENTION_MS,
+    )
+
+
+async def test_a_pending_generation_holds_the_key_without_an_owner(backend: Backend) -> None:
+    assert await claim_pending(backend, "k", "g1", deadline_ms=LEASE_MS) is True
+    (state,) = await backend.states(["k"])
+    assert state is not None
+    assert (state.status, state.generation, state.owner) == ("active", "g1", "")
+    assert state.pending is True and state.lease_expired is False
+    assert await claim(backend, "k", "g2") is False
+
+
+async def test_one_worker_adopts_a_pending_generation(backend: Backend) -> None:
+    await claim_pending(backend, "k", "g1", deadline_ms=LEASE_MS)
+    assert await adopt(backend, "k", "g1", "first") == "ok"
+    assert await adopt(backend, "k", "g1", "second") == "adopted"
+    assert await adopt(backend, "k", "g1", "first") == "ok"  # a retry of the same adoption
+    (state,) = await backend.states(["k"])
+    assert state is not None
+    assert (state.owner, state.pending, state.lease_expired) == ("worker-first", False, False)
+    assert await append(backend, "k", "g1", events("g1", 1, (None, '"a"'))) == "ok"
+    assert await backend.refresh_many(
+        [Lease("k", "g1")], lease_ms=LEASE_MS, retention_ms=RETENTION_MS
+    ) == ["ok"]
+
+
+async def test_adopt_refuses_what_is_not_a_waiting_generation(backend: Backend) -> None:
+    assert await adopt(backend, "missing", "g1", "t") == "stale"
+    await claim_pending(backend, "k", "g1", deadline_ms=LEASE_MS)
+    assert await adopt(backend, "k", "other", "t") == "stale"
+    await claim(backend, "own", "g1")
+    assert await adopt(backend, "own", "g1", "t") == "adopted"
+    await backend.finish(
+        "k",
+        generation="g1",
+        event="cancelled",
+        data='{"reason":"cancelled"}',
+        retention_ms=RETENTION_MS,
+        only_if_lapsed=False,
+    )
+    assert await adopt(backend, "k", "g1", "t") == "cancelled"
+
+
+async def test_a_pending_generation_expires_at_its_start_deadline(backend: Backend) -> None:
+    await claim_pending(backend, "k", "g1", deadline_ms=200)
+
+    async def lapsed() -> bool:
+        (state,) = await backend.states(["k"])
+        return state is not None and state.lease_expired
+
+    await eventually(lapsed, timeout_s=5)
+    assert await adopt(backend, "k", "g1", "late") == "expired"
+    (state,) = await backend.states(["k"])
+    assert state is not None and state.pending is True
+    assert await claim(backend, "k", "g2") is True
+    (state,) = await backend.states(["k"])
+    assert state is not None and (state.generation, state.pending) == ("g2", False)
+    assert await adopt(backend, "k", "g2", "t") == "adopted"

@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expec
 from example_app.llm import simulated_answer
 from tests.support._process import wait_until
 from tests.support.redis_server import RedisServer
+from tests.support.taskiq_worker import TaskiqWorker
 from tests.support.uvicorn_server import UvicornServer
 
 pytestmark = pytest.mark.browser
@@ -255,6 +256,28 @@ def test_network_cut_mid_answer_completes_without_gap_or_duplicate(
 
     expect_state(page, "done")
     assert answer(page) == full_text(PROMPT)
+
+
+def test_with_a_worker_an_instance_restarted_mid_answer_shows_it_whole_after_reload(
+    page: Page, redis_server: RedisServer, start_demo: Callable[..., UvicornServer]
+) -> None:
+    env = {"STREAMHUB_REDIS_URL": redis_server.url, "STREAMHUB_DEMO_TOKENS_PER_S": "20"}
+    with TaskiqWorker("example_app.worker:broker", env=env):
+        server = start_demo(STREAMHUB_REDIS_URL=redis_server.url, STREAMHUB_DEMO_WORKER="1")
+        page.goto(server.base_url)
+        send(page, PROMPT)
+        wait_for_seq(page, 8)
+        before = stored_chat(page)
+
+        server.kill()
+        server.restart()
+        page.reload()
+
+        expect_state(page, "done")
+        assert answer(page) == full_text(PROMPT)
+        assert stored_chat(page)["generation"] == before["generation"]
+        assert before["seq"] < answer_events(PROMPT) - 1, "the restart came after the end"
+        assert meter(server)["generated"] == 0, "the worker generated the answer"
 
 
 def test_reload_after_the_end_and_after_a_new_run_elsewhere(

@@ -97,7 +97,8 @@ async def test_sample_runs(block: Block, request: pytest.FixtureRequest) -> None
     exec(compile(source, block.where, "exec"), namespace)
     defined = {name for name, value in namespace.items() if before.get(name) is not value}
     with anyio.fail_after(10):
-        await _exercise(namespace, defined, streams="@resumable_stream" in source)
+        streams = "@resumable_stream" in source or "@dispatched_stream" in source
+        await _exercise(namespace, defined, streams=streams)
 
 
 def _check_includes(block: Block) -> None:

@@ -1,6 +1,7 @@
 """Storage backends: one contract (`Backend`), two implementations."""
 
 from ._base import (
+    AdoptOutcome,
     Append,
     AppendOutcome,
     Backend,
@@ -17,6 +18,7 @@ from ._base import (
 from .memory import MemoryBackend
 
 __all__ = [
+    "AdoptOutcome",
     "Append",
     "AppendOutcome",
     "Backend",

@@ -33,6 +33,11 @@ AppendOutcome = WriteOutcome | Gap
 
 ChannelKind = Literal["events", "control"]
 
+AdoptOutcome = Literal["ok", "adopted", "expired", "stale", "done", "error", "cancelled"]
+"""`ok`: the caller now owns the generation a web process claimed for a worker. Or why
+not: another worker adopted it (`adopted`), no worker did before its start deadline
+(`expired`), the key holds another generation or none (`stale`), or it has ended."""
+
 
 @dataclass(frozen=True, slots=True)
 class SessionState:
@@ -45,6 +50,8 @@ class SessionState:
     last_seq: int
     metadata: str
     lease_expired: bool
+    pending: bool = False
+    """Claimed for a worker that has not adopted it yet (its lease is the start deadline)."""
 
 
 HookState = Literal["none", "owed", "running", "done"]
@@ -175,14 +182,24 @@ class Backend(Protocol):
         owner: str,
         lease_ms: int,
         retention_ms: int,
+        pending: bool = False,
         hook: str = "",
     ) -> tuple[bool, SessionState]:
         """Start `generation` unless a live producer holds the key; returns (created, state).
 
+        With `pending`, the generation waits for a worker to `adopt` it within `lease_ms`.
         `retention_ms` is kept with the generation: every end of it applies it. `hook`
         names its finish hook (`''`: none). A generation that still owes its finish hook
         is not replaced either: the answer is then `(False, its state)`, ended (or
         active with a lapsed lease), where a live producer's is active and unlapsed.
+        """
+
+    async def adopt(
+        self, key: str, *, generation: str, owner: str, token: str, lease_ms: int, retention_ms: int
+    ) -> AdoptOutcome:
+        """Take over a pending generation, once: `owner` holds its lease from now on.
+
+        A retry that carries the same `token` is answered `ok` again.
         """
 
     async def append_many(

@@ -37,6 +37,8 @@ class Session:
     started_ms: int
     status: Status = "active"
     metadata: str = "{}"
+    adopter: str | None = None
+    """`?` while a pending generation waits for a worker; then its adoption's token."""
     events: list[StreamEvent] = field(default_factory=list)
     packed: list[Entry] | None = None
     ended_ms: int | None = None

@@ -36,7 +36,7 @@ class RedisEnds:
         if not row:
             return None
         return SessionDetails(
-            state=session_state(key, row[:6]),
+            state=session_state(key, row[:6], pending=bool(row[11])),
             started_ms=int(row[6]),
             ended_ms=int(row[7]) if row[7] else None,
             hook=_HOOK_STATES.get(row[8], "none"),

@@ -40,7 +40,7 @@ def group_outcomes(writes: Sequence[Append], reply: Any) -> list[AppendOutcome]:
     return ["failed"] * len(writes)
 
 
-def session_state(key: str, row: Sequence[Any]) -> SessionState:
+def session_state(key: str, row: Sequence[Any], *, pending: bool = False) -> SessionState:
     status, generation, owner, lease_left, last_seq, metadata = row[-6:]
     return SessionState(
         key=key,
@@ -50,4 +50,5 @@ def session_state(key: str, row: Sequence[Any]) -> SessionState:
         last_seq=int(last_seq),
         metadata=metadata,
         lease_expired=int(lease_left) <= 0,
+        pending=pending,
     )

@@ -32,6 +32,7 @@ NAMES = (
     "release",
     "read",
     "states",
+    "adopt",
     "details",
     "compact",
     "hook",

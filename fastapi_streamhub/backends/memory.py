@@ -15,6 +15,7 @@ import anyio
 
 from .._events import TERMINAL_EVENTS, StreamEvent
 from ._base import (
+    AdoptOutcome,
     Append,
     AppendOutcome,
     ChannelKind,
@@ -36,6 +37,7 @@ from ._memory_session import Hook, Session, now_ms
 from ._packing import read_packed
 
 _SWEEP_EVERY = 256
+_WAITING = "?"
 
 
 class MemoryBackend:
@@ -87,6 +89,7 @@ class MemoryBackend:
             last_seq=session.last_seq,
             metadata=session.metadata,
             lease_expired=session.lease_until <= time.monotonic(),
+            pending=session.adopter == _WAITING and session.status == "active",
         )
 
     async def claim(
@@ -97,6 +100,7 @@ class MemoryBackend:
         owner: str,
         lease_ms: int,
         retention_ms: int,
+        pending: bool = False,
         hook: str = "",
     ) -> tuple[bool, SessionState]:
         self._claims += 1
@@ -116,9 +120,31 @@ class MemoryBackend:
             retention_ms=retention_ms,
             started_ms=now_ms(),
             hook=Hook(hook) if hook else None,
+            adopter=_WAITING if pending else None,
         )
         self._sessions[key] = session
         return True, self._state(key, session)
+
+    async def adopt(
+        self, key: str, *, generation: str, owner: str, token: str, lease_ms: int, retention_ms: int
+    ) -> AdoptOutcome:
+        session = self._live(key)
+        if session is None or session.generation != generation:
+            return "stale"
+        if session.status != "active":
+            return session.status
+        if session.adopter == token:
+            return "ok"
+        if session.adopter != _WAITING:
+            return "adopted"
+        now = time.monotonic()
+        if session.lease_until <= now:
+            return "expired"
+        session.adopter = token
+        session.owner = owner
+        session.lease_until = now + lease_ms / 1000
+        session.expires_at = now + retention_ms / 1000
+        return "ok"
 
     def _writable(self, key: str, generation: str) -> tuple[Session | None, WriteOutcome]:
         session = self._live(key)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
@@ -22,6 +22,7 @@ from .._events import StreamEvent
 from .._keys import KeySpace
 from . import _codec
 from ._base import (
+    AdoptOutcome,
     Append,
     AppendOutcome,
     ChannelKind,
@@ -209,14 +210,22 @@ class RedisBackend(RedisEnds):
         owner: str,
         lease_ms: int,
         retention_ms: int,
+        pending: bool = False,
         hook: str = "",
     ) -> tuple[bool, SessionState]:
         keys = (self._keys.state(key), self._keys.events(key))
-        args = (generation, owner, lease_ms, retention_ms, hook)
+        args = (generation, owner, lease_ms, retention_ms, int(pending), hook)
         row = await self._claims.call(Call("claim", keys, args))
         state = session_state(key, row)
         created = bool(row[0]) or (state.generation == generation and state.owner == owner)
         return created, state
+
+    async def adopt(
+        self, key: str, *, generation: str, owner: str, token: str, lease_ms: int, retention_ms: int
+    ) -> AdoptOutcome:
+        args = (generation, owner, token, lease_ms, retention_ms)
+        reply = await self._call(Call("adopt", [self._keys.state(key)], args))
+        return cast("AdoptOutcome", str(reply))
 
     async def append_many(
         self, writes: Sequence[Append], *, retention_ms: int
@@ -357,7 +366,7 @@ class RedisBackend(RedisEnds):
             if isinstance(rows, Exception):
                 raise BackendUnavailableError(f"reading states failed: {rows}") from rows
             for index, row in zip(group, rows, strict=True):
-                found[index] = session_state(keys[index], row) if row else None
+                found[index] = session_state(keys[index], row, pending=row[0] == 1) if row else None
         return found
 
     async def remove(self, key: str) -> bool:

@@ -182,6 +182,7 @@ def _status(body: dict[str, Any]) -> StreamStatus:
             last_seq=int(body["last_seq"]),
             metadata=dict(body["metadata"]),
             producer_running=bool(body["producer_running"]),
+            pending=bool(body.get("pending", False)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise _unexpected("status", body) from exc
