@@ -126,7 +126,10 @@ def seq_of(event: SSE) -> int:
 @pytest.fixture
 def cluster() -> Iterator[tuple[UvicornServer, UvicornServer]]:
     with RedisServer() as redis:
-        env = {"TEST_REDIS_URL": redis.url, "TEST_LEASE_S": "10"}
+        # Token by token: the reconstruction below checks every seq, which compaction
+        # (10 s after a stream ends) merges; tests/test_backend_compaction.py and
+        # tests/test_finishing.py check reads that span it.
+        env = {"TEST_REDIS_URL": redis.url, "TEST_LEASE_S": "10", "TEST_COMPACT": "0"}
         with (
             UvicornServer(APP, factory=True, env=env, ready_path="/docs") as a,
             UvicornServer(APP, factory=True, env=env, ready_path="/docs") as b,

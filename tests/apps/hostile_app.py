@@ -3,7 +3,7 @@ tests choose.
 
 `TEST_REDIS_URL` selects the Redis backend (the memory backend otherwise);
 `TEST_MAX_EVENT_BYTES` and `TEST_LEASE_S` set the hub's `max_event_bytes` and
-`lease_ttl_s`.
+`lease_ttl_s`; `TEST_COMPACT=0` turns compaction off.
 
 - `POST /keys/{item_id}`: yields `{"id": item_id, "i": i}` `count` times, so a resume
   shows whose stream it read.
@@ -110,6 +110,7 @@ def create_app() -> FastAPI:
         "lease_ttl_s": float(os.environ.get("TEST_LEASE_S", "2")),
         "keepalive_s": 1.0,
         "max_event_bytes": max_bytes,
+        "compact": os.environ.get("TEST_COMPACT", "1") == "1",
     }
     hub = StreamHub.from_url(url, **options) if url else StreamHub(**options)
     app = FastAPI(lifespan=hub.lifespan)
