@@ -65,11 +65,15 @@ class FinishHooks:
         self._marks.pop((key, generation), None)
 
     async def run_own(self, key: str, generation: str, name: str) -> None:
-        """The generation this process ran has ended: run its hook now."""
-        mark = self._marks.pop((key, generation), None)
-        settled = await self.run(key, generation, name, grace_ms=0) in ("taken", "done", "none")
-        if settled and mark is not None:
-            await self._backend.drop_hooks([(key, mark)])
+        """The generation this process ran has ended: run its hook now (the caller
+        counted it `busy` when it scheduled this)."""
+        try:
+            mark = self._marks.pop((key, generation), None)
+            taken = await self.run(key, generation, name, grace_ms=0)
+            if taken in ("taken", "done", "none") and mark is not None:
+                await self._backend.drop_hooks([(key, mark)])
+        finally:
+            self.idle()
 
     async def run_adopted(self, key: str, generation: str) -> None:
         """A generation this process adopted (a worker's) has ended: run the hook its
@@ -93,8 +97,7 @@ class FinishHooks:
         )
         if taken != "taken":
             return taken
-        self._running += 1
-        self._idle = anyio.Event() if self._running == 1 else self._idle
+        self.busy()
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._keep_hold, key, generation, holder)
@@ -102,10 +105,19 @@ class FinishHooks:
                 group.cancel_scope.cancel()
             await self._backend.hook_done(key, generation=generation)
         finally:
-            self._running -= 1
-            if not self._running:
-                self._idle.set()
+            self.idle()
         return "taken"
+
+    def busy(self) -> None:
+        """A hook is about to run (or is scheduled to): shutdown waits for it."""
+        self._running += 1
+        if self._running == 1:
+            self._idle = anyio.Event()
+
+    def idle(self) -> None:
+        self._running -= 1
+        if not self._running:
+            self._idle.set()
 
     async def _call(self, hook: object, key: str, generation: str) -> None:
         result = await read_result(

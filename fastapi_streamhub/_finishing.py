@@ -103,6 +103,7 @@ class Finishing:
             return
         if plan is not None and plan.hook:
             hook = plan.hook
+            self.hooks.busy()
             self._supervisor.guard(
                 f"finish hook {key!r}", lambda: self.hooks.run_own(key, generation, hook)
             )

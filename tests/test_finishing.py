@@ -192,6 +192,16 @@ async def test_the_finish_hook_runs_once_with_the_result(
     assert {r.generation for r in by_hub} == {producer.generation, cut.generation}
 
 
+async def test_a_hook_due_at_shutdown_runs_before_the_hub_stops(
+    make_hub: Callable[..., StreamHub],
+) -> None:
+    calls: list[StreamResult] = []
+    async with make_hub(on_finish=calls.append) as hub:
+        producer = await produce(hub, fresh_key(), ["bye"])
+        await producer.close()
+    assert [(r.generation, r.text) for r in calls] == [(producer.generation, "bye")]
+
+
 async def test_the_next_turn_starts_once_the_last_ones_hook_has_run(
     make_hub: Callable[..., StreamHub],
 ) -> None:
