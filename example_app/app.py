@@ -3,6 +3,10 @@
 Run it with `python -m example_app`. Everything the library does for the page happens through
 three lines: the hub's lifespan, `@resumable_stream` on the chat route, and the resume, cancel
 and status routes it mounts beside it (`/chat/{chat_id}/stream`, `/cancel`, `/status`).
+
+Beside it, `POST /api/chat` answers the same model in the Vercel AI SDK's UI message stream,
+for a front end built on `useChat` (`@ai_sdk_stream`, which mounts `/api/chat/{id}/stream`,
+`/cancel` and `/status`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pydantic import BaseModel, Field
 from example_app.llm import ChatModel, OpenAIModel, SimulatedModel, TokenMeter
 from example_app.settings import Settings
 from fastapi_streamhub import Event, StreamHub, current_producer, get_hub, resumable_stream
+from fastapi_streamhub.ai_sdk import ChatRequest, ai_sdk_stream
 
 STATIC_DIR = Path(__file__).parent / "static"
 logger = logging.getLogger("example_app")
@@ -84,6 +89,19 @@ async def chat(
     yield Event(event="prompt", data={"text": prompt.text})
     count = 0
     async with aclosing(model.stream(prompt.text)) as tokens:
+        async for token in tokens:
+            count += 1
+            yield token
+    await current_producer().set_metadata({"tokens": count})
+
+
+@app.post("/api/chat")
+@ai_sdk_stream("ai-chat:{id}")
+async def ai_chat(chat: ChatRequest) -> AsyncIterator[str]:
+    """Answer the chat's last message for `useChat`: the same model, the same tokens, in the
+    Vercel AI SDK's UI message stream. The token count goes into the message's metadata."""
+    count = 0
+    async with aclosing(model.stream(chat.messages[-1].text if chat.messages else "")) as tokens:
         async for token in tokens:
             count += 1
             yield token
