@@ -94,7 +94,7 @@ async def generation(http: httpx.AsyncClient, chat: str, prefix: str = "/api/cha
     return str(status["generation"])
 
 
-async def runs(http: httpx.AsyncClient, chat: str) -> dict[str, int]:
+async def runs(http: httpx.AsyncClient, chat: str) -> dict[str, Any]:
     return dict((await http.get(f"/debug/runs/{chat}")).json())
 
 
@@ -103,7 +103,9 @@ async def test_the_answer_is_a_ui_message_stream(server: UvicornServer) -> None:
     async with server.client() as http:
         stream = await read_stream(http, "POST", "/api/chat", json=body(chat, count=3))
         gen = await generation(http, chat)
+        record = await runs(http, chat)
     assert stream.status_code == 200
+    assert record["message_id"] == gen, "current_message_id() is the generation's id"
     headers = stream.headers
     assert headers["x-vercel-ai-ui-message-stream"] == "v1"
     assert headers["content-type"].split(";")[0] == "text/event-stream"
@@ -148,7 +150,7 @@ async def test_resume_replays_the_running_answer_from_its_start_on_another_insta
         first = await read_stream(http_a, "POST", "/api/chat", json=script, limit=20)
         replay = await read_stream(http_b, "GET", f"/api/chat/{chat}/stream")
         gen = await generation(http_b, chat)
-        assert await runs(http_b, chat) == {"starts": 0, "yielded": 0, "finally": 0}
+        assert (await runs(http_b, chat))["starts"] == 0, "B replays, it does not generate"
     assert parts(first.events) == answer_parts(gen, 200)[:20]
     assert replay.status_code == 200
     assert parts(replay.events) == answer_parts(gen, 200)
@@ -263,7 +265,9 @@ async def test_an_answer_that_continues_an_assistant_message_keeps_its_id(
     continued["messages"].append({"id": "answer-7", "role": "assistant", "parts": []})
     async with server.client() as http:
         stream = await read_stream(http, "POST", "/api/chat", json=continued)
+        record = await runs(http, chat)
     assert parts(stream.events)[0] == {"type": "start", "messageId": "answer-7"}
+    assert record["message_id"] == "answer-7"
 
 
 async def test_the_mounted_routes_are_guarded_and_documented(server: UvicornServer) -> None:

@@ -16,7 +16,7 @@ from fastapi import Body
 
 from fastapi_streamhub import Event, StreamEvent
 from fastapi_streamhub._events import encode_chunk
-from fastapi_streamhub.ai_sdk import ChatRequest, UIMessage, ai_sdk_stream
+from fastapi_streamhub.ai_sdk import ChatRequest, UIMessage, ai_sdk_stream, current_message_id
 from fastapi_streamhub.ai_sdk._parts import PartWriter, encode_parts
 
 GEN = "Zx3kq1f9R5m0uV4a8yWc-A"
@@ -262,3 +262,8 @@ def test_an_annotated_subclass_is_the_body_and_generators_only() -> None:
     assert ai_sdk_stream("chat:{id}")(endpoint).__name__ == "endpoint"
     with pytest.raises(TypeError, match="@ai_sdk_stream needs an async generator function"):
         ai_sdk_stream("chat:{id}")(plain)
+
+
+def test_the_message_id_is_known_only_inside_the_generator() -> None:
+    with pytest.raises(LookupError, match="only available inside an @ai_sdk_stream generator"):
+        current_message_id()

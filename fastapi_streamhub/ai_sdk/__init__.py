@@ -11,11 +11,13 @@ parts are valid for `ai` 5 and 6 too. It needs no extra package.
 from ._decorator import ai_sdk_stream
 from ._models import ChatRequest, UIMessage
 from ._response import UI_MESSAGE_STREAM_HEADERS, ui_message_stream_response
+from ._wire import current_message_id
 
 __all__ = [
     "UI_MESSAGE_STREAM_HEADERS",
     "ChatRequest",
     "UIMessage",
     "ai_sdk_stream",
+    "current_message_id",
     "ui_message_stream_response",
 ]

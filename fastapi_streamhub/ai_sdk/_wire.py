@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,25 @@ if TYPE_CHECKING:
     from .._subscription import Subscription
 
 MESSAGE_START = "message_start"
+
+_message_id: ContextVar[str] = ContextVar("streamhub_ai_sdk_message_id")
+
+
+def current_message_id() -> str:
+    """The id of the assistant message the running `@ai_sdk_stream` generator writes.
+
+    The `start` part gives `useChat` this id; store the finished answer under it, and
+    the page that loads the chat later has the message `useChat` showed.
+
+    Raises:
+        LookupError: called outside such a generator.
+    """
+    try:
+        return _message_id.get()
+    except LookupError:
+        raise LookupError(
+            "current_message_id() is only available inside an @ai_sdk_stream generator"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -101,6 +121,7 @@ async def _answer(
     client-side tool results), else the generation's id.
     """
     message_id = continued or current_producer().generation
+    _message_id.set(message_id)
     yield Event(MESSAGE_START, {"message_id": message_id})
     async with aclosing(answer) as items:
         async for item in items:

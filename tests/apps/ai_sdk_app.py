@@ -6,7 +6,7 @@ failed one, a step, a data part, message metadata); with `fail`, a `StreamError`
 end. `POST /guarded/chat` is the same behind a bearer token. `TEST_REDIS_URL` selects
 the Redis backend (`redis+cluster://` a cluster); `GET /debug/runs/{id}` says how often
 this instance started a chat's generator, how many tokens it yielded, and whether its
-`finally` ran.
+`finally` ran, and the message id `current_message_id()` gave it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import anyio
 from fastapi import Depends, FastAPI, Header, HTTPException
 
 from fastapi_streamhub import Event, StreamError, StreamHub, current_producer
-from fastapi_streamhub.ai_sdk import ChatRequest, ai_sdk_stream
+from fastapi_streamhub.ai_sdk import ChatRequest, ai_sdk_stream, current_message_id
 
 USAGE = {"prompt_tokens": 12, "completion_tokens": 34, "total_tokens": 46}
 
@@ -66,11 +66,12 @@ def create_app() -> FastAPI:
     options: dict[str, Any] = {"lease_ttl_s": 2.0, "keepalive_s": 0.2}
     hub = StreamHub.from_url(url, **options) if url else StreamHub(**options)
     app = FastAPI(lifespan=hub.lifespan)
-    runs: dict[str, dict[str, int]] = {}
+    runs: dict[str, dict[str, Any]] = {}
 
     async def answer(chat: Script) -> AsyncIterator[str | Event]:
         record = runs.setdefault(chat.id, {"starts": 0, "yielded": 0, "finally": 0})
         record["starts"] += 1
+        record["message_id"] = current_message_id()
         try:
             if chat.tools:
                 async for item in vocabulary():
@@ -101,7 +102,7 @@ def create_app() -> FastAPI:
                 yield item
 
     @app.get("/debug/runs/{chat_id}")
-    async def debug(chat_id: str) -> dict[str, int]:
+    async def debug(chat_id: str) -> dict[str, Any]:
         return runs.get(chat_id, {"starts": 0, "yielded": 0, "finally": 0})
 
     return app
