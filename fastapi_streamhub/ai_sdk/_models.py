@@ -37,7 +37,7 @@ class ChatRequest(BaseModel):
     Subclass it to read fields your page adds through the transport's `body` option.
     """
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow")
 
     id: str = Field(min_length=1, description="The chat's id: the stream key's `{id}`")
     messages: list[UIMessage]
