@@ -5,6 +5,7 @@ The infrastructure fixtures come from `tests/support/fixtures.py` (see its docst
 Async tests need `@pytest.mark.anyio` (or `pytestmark = pytest.mark.anyio` per module).
 """
 
+import shutil
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from fastapi_streamhub import StreamHub
 from fastapi_streamhub.backends import Backend, MemoryBackend
 from fastapi_streamhub.backends.redis import RedisBackend
 from fastapi_streamhub.backends.redis_cluster import RedisClusterBackend
+from tests.support.redis_server import RedisServer
 
 pytest_plugins = ("tests.support.fixtures",)
 
@@ -36,9 +38,19 @@ def make_backend(backend_kind: str, request: pytest.FixtureRequest) -> Callable[
         if backend_kind == "cluster":
             cluster = request.getfixturevalue("shared_redis_cluster")
             return RedisClusterBackend.from_url(cluster.url)
+        if backend_kind == "valkey":
+            return RedisBackend.from_url(request.getfixturevalue("valkey_url"))
         return MemoryBackend()
 
     return make
+
+
+@pytest.fixture
+def valkey_url(make_redis_server: Callable[..., RedisServer]) -> str:
+    """A private `valkey-server` (Debian: bookworm-backports), where it is installed."""
+    if shutil.which("valkey-server") is None:
+        pytest.skip("valkey-server is not installed (scripts/install-valkey installs it)")
+    return make_redis_server(executable="valkey-server").url
 
 
 @pytest.fixture

@@ -38,6 +38,12 @@ class Inbox:
         return self.notes
 
 
+@pytest.fixture(params=["memory", "redis", "cluster", "valkey"])
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    """The contract runs on Valkey too (a `redis://` server of another make)."""
+    return str(request.param)
+
+
 @pytest.fixture
 def inbox() -> Inbox:
     return Inbox()
