@@ -21,8 +21,8 @@ from ._http_errors import ForbiddenHTTPError, StreamConflictHTTPError, http_erro
 from ._hub import StreamHub
 from ._runner import drive
 from ._spec import Authorize, OnConflict, StreamSpec, template_fields
-from ._sse import sse_response
 from ._subscription import Subscription
+from ._wire import NATIVE, Wire
 
 _REQUEST_PARAM = "_streamhub_request"
 
@@ -42,20 +42,32 @@ def resumable_stream(
         authorize: optional `(request, key, action) -> bool` (or awaitable) called for
             `start`, `resume`, `cancel` and `status`; False answers 403.
     """
+    return stream_decorator(key_template, on_conflict, authorize, NATIVE, name="@resumable_stream")
+
+
+def stream_decorator(
+    key_template: str,
+    on_conflict: OnConflict,
+    authorize: Authorize | None,
+    wire: Wire,
+    *,
+    name: str,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The decorator of a stream route that speaks `wire`; `name` is shown in errors."""
     if on_conflict not in ("attach", "reject"):
         raise ValueError("on_conflict must be 'attach' or 'reject'")
     fields = template_fields(key_template)
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         if not inspect.isasyncgenfunction(function):
-            raise TypeError(
-                f"@resumable_stream needs an async generator function, not {function!r}"
-            )
+            raise TypeError(f"{name} needs an async generator function, not {function!r}")
         signature = inspect.signature(function, eval_str=True)
-        missing = [f for f in fields if f not in signature.parameters]
+        missing = [f for f in fields if f not in signature.parameters and f not in wire.body_fields]
         if missing:
             raise TypeError(f"key template {key_template!r} names unknown parameters {missing}")
-        spec = StreamSpec(key_template, tuple(fields), on_conflict, authorize, function, signature)
+        spec = StreamSpec(
+            key_template, tuple(fields), on_conflict, authorize, function, signature, wire
+        )
         return wrap_endpoint(spec, _start)
 
     return decorate
@@ -100,11 +112,11 @@ def _request_parameter(signature: inspect.Signature) -> str | None:
 async def _start(spec: StreamSpec, request: Request, params: dict[str, Any]) -> Response:
     hub = get_hub(request)
     with http_errors():
-        key = spec.key(params)
+        key = spec.key(spec.wire.key_params(params))
         if not await spec.allowed(request, key, "start"):
             raise ForbiddenHTTPError("start")
         subscription = await _start_or_attach(hub, spec, key, params)
-    return sse_response(subscription, hub.config, hub.send_guard)
+    return spec.wire.respond(subscription, hub)
 
 
 async def _start_or_attach(
@@ -118,7 +130,7 @@ async def _start_or_attach(
     if not created and spec.on_conflict == "reject":
         raise StreamConflictHTTPError(key)
     if created:
-        generator = spec.function(**params)
+        generator = spec.wire.generator(spec.function, params)
         hub.spawn(producer, lambda: drive(producer, generator))
     subscription = hub.subscribe(key, after=Cursor(generation, 0))
     if created:

@@ -6,11 +6,14 @@ import inspect
 import string
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.requests import Request
 
 from ._keys import validate_key
+
+if TYPE_CHECKING:
+    from ._wire import Wire
 
 Action = Literal["start", "resume", "cancel", "status"]
 Authorize = Callable[[Request, str, Action], bool | Awaitable[bool]]
@@ -32,6 +35,7 @@ class StreamSpec:
     authorize: Authorize | None
     function: Callable[..., Any]
     signature: inspect.Signature
+    wire: Wire
 
     def key(self, params: dict[str, Any]) -> str:
         return validate_key(self.key_template.format(**{f: params[f] for f in self.fields}))
