@@ -2,6 +2,10 @@
 # and `make test` (lint, format check, mypy, the whole pytest suite). Both set up .venv
 # first; setup is redone only when pyproject.toml is newer than the stamp file.
 #
+# `make node-deps` installs the npm packages of tests/ai_sdk_client (the Vercel AI SDK clients
+# the tests drive) with `npm ci` from the committed lockfile; `make test` and `make pytest` run
+# it first, and redo it only when the lockfile is newer than the install.
+#
 # `make quickstart` serves docs/examples/quickstart.py on QUICKSTART_PORT (8010); `make demo`
 # runs two instances of the example app on DEMO_PORTS (8001 8002) with a private Redis
 # (scripts/demo.py), and `make demo-worker` the same with a Taskiq worker generating the
@@ -28,8 +32,8 @@ SETUP :=
 DOCS_SETUP :=
 endif
 
-.PHONY: setup system-deps run quickstart demo demo-worker docs test test-floor lint typecheck pytest bench \
-	bench-smoke
+.PHONY: setup system-deps node-deps run quickstart demo demo-worker docs test test-floor lint \
+	typecheck pytest bench bench-smoke
 
 setup: $(SETUP)
 
@@ -64,8 +68,17 @@ docs: $(DOCS_SETUP)
 system-deps:
 	scripts/system-deps
 
+NODE_CLIENT := tests/ai_sdk_client
+NODE_STAMP := $(NODE_CLIENT)/node_modules/.package-lock.json
+
+node-deps: $(NODE_STAMP)
+
+# npm writes node_modules/.package-lock.json on every install, so it is the stamp.
+$(NODE_STAMP): $(NODE_CLIENT)/package-lock.json $(NODE_CLIENT)/package.json | system-deps
+	npm ci --prefix $(NODE_CLIENT) --no-audit --no-fund
+
 # Every check runs even if an earlier one fails; the target fails if any did.
-test: $(SETUP) system-deps
+test: $(SETUP) system-deps node-deps
 	@failed=""; \
 	$(VENV)/bin/ruff check . || failed="$$failed ruff-check"; \
 	$(VENV)/bin/ruff format --check . || failed="$$failed ruff-format"; \
@@ -93,7 +106,7 @@ lint: $(SETUP)
 typecheck: $(SETUP)
 	$(VENV)/bin/mypy
 
-pytest: $(SETUP) system-deps
+pytest: $(SETUP) system-deps node-deps
 	$(PY) -m pytest
 
 bench: $(SETUP) system-deps

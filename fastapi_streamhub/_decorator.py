@@ -23,8 +23,8 @@ from ._hub import StreamHub
 from ._policy import StreamPolicy
 from ._runner import drive
 from ._spec import Authorize, OnConflict, StreamSpec, template_fields
-from ._sse import sse_response
 from ._subscription import Subscription
+from ._wire import NATIVE, Wire
 
 _REQUEST_PARAM = "_streamhub_request"
 
@@ -56,20 +56,41 @@ def resumable_stream(
             long (reason `abandoned`); the hub's `abandon_after_s` otherwise.
         delete_route: also mount `DELETE {path}`, which stops and forgets the stream.
     """
-    if on_conflict not in ("attach", "reject"):
-        raise ValueError("on_conflict must be 'attach' or 'reject'")
-    fields = template_fields(key_template)
     policy = None
     if on_finish is not None or retention_s is not None or abandon_after_s is not None:
         policy = StreamPolicy(retention_s, abandon_after_s, on_finish)
+    return stream_decorator(
+        key_template,
+        on_conflict,
+        authorize,
+        NATIVE,
+        name="@resumable_stream",
+        policy=policy,
+        delete_route=delete_route,
+    )
+
+
+def stream_decorator(
+    key_template: str,
+    on_conflict: OnConflict,
+    authorize: Authorize | None,
+    wire: Wire,
+    *,
+    name: str,
+    policy: StreamPolicy | None = None,
+    delete_route: bool = False,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The decorator of a stream route that speaks `wire`; `name` is shown in errors.
+    `policy` is its streams' own settings, `delete_route` mounts `DELETE {path}`."""
+    if on_conflict not in ("attach", "reject"):
+        raise ValueError("on_conflict must be 'attach' or 'reject'")
+    fields = template_fields(key_template)
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         if not inspect.isasyncgenfunction(function):
-            raise TypeError(
-                f"@resumable_stream needs an async generator function, not {function!r}"
-            )
+            raise TypeError(f"{name} needs an async generator function, not {function!r}")
         signature = inspect.signature(function, eval_str=True)
-        missing = [f for f in fields if f not in signature.parameters]
+        missing = [f for f in fields if f not in signature.parameters and f not in wire.body_fields]
         if missing:
             raise TypeError(f"key template {key_template!r} names unknown parameters {missing}")
         spec = StreamSpec(
@@ -79,6 +100,7 @@ def resumable_stream(
             authorize,
             function,
             signature,
+            wire,
             policy,
             delete_route,
         )
@@ -126,11 +148,11 @@ def _request_parameter(signature: inspect.Signature) -> str | None:
 async def _start(spec: StreamSpec, request: Request, params: dict[str, Any]) -> Response:
     hub = get_hub(request)
     with http_errors():
-        key = spec.key(params)
+        key = spec.key(spec.wire.key_params(params))
         if not await spec.allowed(request, key, "start"):
             raise ForbiddenHTTPError("start")
         subscription = await _start_or_attach(hub, spec, key, params)
-    return sse_response(subscription, hub.config, hub.send_guard)
+    return spec.wire.respond(subscription, hub)
 
 
 async def _start_or_attach(
@@ -148,7 +170,7 @@ async def _start_or_attach(
     if not created and spec.on_conflict == "reject":
         raise StreamConflictHTTPError(key)
     if created:
-        generator = spec.function(**params)
+        generator = spec.wire.generator(spec.function, params)
         hub.spawn(producer, lambda: drive(producer, generator))
     subscription = hub.subscribe(key, after=Cursor(generation, 0))
     if created:

@@ -26,6 +26,7 @@ from ._hub import StreamHub
 from ._jobs import StreamJob, claim_job, send_job
 from ._spec import Authorize, OnConflict, StreamSpec, template_fields
 from ._sse import sse_response
+from ._wire import NATIVE
 
 Dispatch = Callable[[StreamJob], Awaitable[object]]
 
@@ -68,7 +69,9 @@ def dispatched_stream(
         missing = [f for f in fields if f not in signature.parameters]
         if missing:
             raise TypeError(f"key template {key_template!r} names unknown parameters {missing}")
-        spec = StreamSpec(key_template, tuple(fields), on_conflict, authorize, function, signature)
+        spec = StreamSpec(
+            key_template, tuple(fields), on_conflict, authorize, function, signature, NATIVE
+        )
 
         async def start(spec: StreamSpec, request: Request, params: dict[str, Any]) -> Response:
             return await _start(spec, dispatch, start_timeout_s, request, params)

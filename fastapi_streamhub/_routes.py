@@ -18,15 +18,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import compile_path
 
-from ._cursor import Cursor
 from ._dependency import get_hub
 from ._errors import SessionNotFoundError
 from ._guards import guards
 from ._http_errors import ForbiddenHTTPError, http_errors
 from ._result_routes import ResultBody, _delete, _result, receipt_body
 from ._spec import Action, StreamSpec
-from ._sse import sse_response
 from ._status import StreamStatus
+from ._wire import Wire
 
 
 class ErrorBody(BaseModel):
@@ -84,21 +83,31 @@ def add_stream_routes(app: FastAPI, route: Any, spec: StreamSpec) -> None:
 
     `route` is the wrapped route as the app serves it: an `APIRoute`, or FastAPI's
     route context of one from an included router, with the full path, tags and
-    dependencies of its inclusion.
+    dependencies of its inclusion. A format that reads key fields from the body
+    (`spec.wire.body_fields`) gets them as path segments: `{path}/{id}/stream`.
     """
-    names = set(compile_path(route.path)[2])
+    base = route.path + "".join(f"/{{{field}}}" for field in spec.wire.body_fields)
+    names = set(compile_path(base)[2])
     _check(route, spec, names)
-    path_params = [p for p in spec.signature.parameters.values() if p.name in names]
+    path_params = [
+        p
+        for p in spec.signature.parameters.values()
+        if p.name in names and p.name not in spec.wire.body_fields
+    ]
+    path_params += [
+        inspect.Parameter(field, inspect.Parameter.KEYWORD_ONLY, annotation=str)
+        for field in spec.wire.body_fields
+    ]
     common: dict[str, Any] = {
         "dependencies": guards(app, route, spec),
         "tags": [tag for tag in route.tags if tag not in app.router.tags],
         "include_in_schema": route.include_in_schema,
         "deprecated": route.deprecated,
     }
-    siblings = [*_SIBLINGS, _DELETE] if spec.delete_route else _SIBLINGS
-    for sibling in siblings:
+    siblings = [_resume_sibling(spec.wire), *_SIBLINGS]
+    for sibling in [*siblings, _DELETE] if spec.delete_route else siblings:
         app.router.add_api_route(
-            route.path + sibling.suffix,
+            base + sibling.suffix,
             _endpoint(spec, path_params, sibling.handler, sibling.parameters()),
             name=f"{route.name}{sibling.handler.__name__}",
             **sibling.options,
@@ -175,18 +184,6 @@ def _endpoint(
     return endpoint
 
 
-async def _resume(
-    request: Request, key: str, last_event_id: str | None, last_event_id_header: str | None
-) -> Response:
-    hub = get_hub(request)
-    cursor_text = last_event_id_header if last_event_id_header is not None else last_event_id
-    cursor = None if cursor_text is None else Cursor.parse(cursor_text)
-    subscription = await hub.subscribe(key, after=cursor).open()
-    if subscription.exhausted:
-        return Response(status_code=204)
-    return sse_response(subscription, hub.config, hub.send_guard)
-
-
 async def _cancel(request: Request, key: str) -> Any:
     hub = get_hub(request)
     result = await hub.cancel(key, wait=hub.config.cancel_wait_s)
@@ -225,29 +222,34 @@ class _Sibling(NamedTuple):
     parameters: Callable[[], list[inspect.Parameter]] = list
 
 
-_SIBLINGS = [
-    _Sibling(
-        "/stream",
-        _resume,
-        {
-            "methods": ["GET"],
-            "summary": "Resume the stream",
-            "description": "Replays the events after the cursor (`Last-Event-ID` header or "
-            "`last_event_id` query), then follows live. 204 once the stream has ended and "
-            "the cursor is its terminal event.",
-            "response_class": Response,
-            "responses": {
-                **_SSE_RESPONSE,
-                204: {"description": "Finished, and the cursor is its terminal event"},
-                400: {
-                    "model": ErrorBody,
-                    "description": "Malformed cursor, or one ahead of the stream",
-                },
-                **_ERRORS,
+def _resume_sibling(wire: Wire) -> _Sibling:
+    """The resume route, which answers in the route's own format."""
+
+    async def _resume(
+        request: Request, key: str, last_event_id: str | None, last_event_id_header: str | None
+    ) -> Response:
+        cursor = last_event_id_header if last_event_id_header is not None else last_event_id
+        return await wire.resume(request, key, cursor)
+
+    options = {
+        "methods": ["GET"],
+        "summary": "Resume the stream",
+        "description": wire.resume_description,
+        "response_class": Response,
+        "responses": {
+            **_SSE_RESPONSE,
+            204: {"description": wire.no_content},
+            400: {
+                "model": ErrorBody,
+                "description": "Malformed cursor, or one ahead of the stream",
             },
+            **_ERRORS,
         },
-        _resume_params,
-    ),
+    }
+    return _Sibling("/stream", _resume, options, _resume_params)
+
+
+_SIBLINGS = [
     _Sibling(
         "/cancel",
         _cancel,

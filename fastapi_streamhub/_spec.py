@@ -6,12 +6,15 @@ import inspect
 import string
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.requests import Request
 
 from ._keys import validate_key
 from ._policy import StreamPolicy
+
+if TYPE_CHECKING:
+    from ._wire import Wire
 
 Action = Literal["start", "resume", "cancel", "status", "result", "delete"]
 Authorize = Callable[[Request, str, Action], bool | Awaitable[bool]]
@@ -33,6 +36,7 @@ class StreamSpec:
     authorize: Authorize | None
     function: Callable[..., Any]
     signature: inspect.Signature
+    wire: Wire
     policy: StreamPolicy | None = None
     """Its streams' own settings, registered with the hub under the key template."""
     delete_route: bool = False

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import anyio
@@ -92,10 +92,21 @@ class StreamResponse(EventSourceResponse):
 def sse_response(
     subscription: Subscription, config: HubConfig, guard: SendGuard
 ) -> EventSourceResponse:
+    return stream_response(_body(subscription, config.retry_ms), config, guard)
+
+
+def stream_response(
+    body: AsyncIterator[bytes],
+    config: HubConfig,
+    guard: SendGuard,
+    headers: Mapping[str, str] = SSE_HEADERS,
+) -> EventSourceResponse:
+    """An event stream of ready-encoded `body` chunks, with keep-alive comments and the
+    hub's send guard; adapters of other wire formats answer with it too."""
     return StreamResponse(
-        _body(subscription, config.retry_ms),
+        body,
         guard=guard,
-        headers=SSE_HEADERS,
+        headers=dict(headers),
         ping=config.keepalive_s,
         ping_message_factory=_ping,
         sep="\n",

@@ -35,6 +35,7 @@ def load(name: str) -> ModuleType:
 
 def test_the_examples_are_all_here() -> None:
     assert NAMES == [
+        "ai_sdk_chat",
         "cancel",
         "client",
         "fastapi_app",
@@ -55,7 +56,7 @@ async def test_example_prints_what_the_docs_show(
     monkeypatch: pytest.MonkeyPatch,
     make_uvicorn_server: Callable[..., UvicornServer],
 ) -> None:
-    if name == "openai_chat":  # its model: a local OpenAI-compatible server, scripted
+    if name in ("openai_chat", "ai_sdk_chat"):  # their model: a local OpenAI-compatible server
         upstream = make_uvicorn_server("tests.apps.fake_openai_v2:app")
         monkeypatch.setenv("OPENAI_BASE_URL", f"{upstream.base_url}/v1")
         monkeypatch.setenv("OPENAI_API_KEY", "sk-local")

@@ -8,6 +8,8 @@ pages that say they build on them. Then what the sample defined is exercised:
 - an app: its lifespan runs (and starts the hub), its OpenAPI documents each streamed
   route as `text/event-stream` beside its resume, cancel and status routes, a `POST` to
   each streamed route gets the whole answer up to `done`, and its status says `done`;
+  an `@ai_sdk_stream` route gets `useChat`'s body and answers the same text as
+  `text-delta` parts, up to `finish` and `[DONE]`;
 - a hub and no app: it starts and answers a status query. A Redis URL in a sample is
   replaced by the URL of this test's own `redis-server`.
 
@@ -96,9 +98,12 @@ async def test_sample_runs(block: Block, request: pytest.FixtureRequest) -> None
     before = dict(namespace)
     exec(compile(source, block.where, "exec"), namespace)
     defined = {name for name, value in namespace.items() if before.get(name) is not value}
+    kinds = {
+        "streams": "@resumable_stream" in source or "@dispatched_stream" in source,
+        "ai_sdk": "@ai_sdk_stream" in source,
+    }
     with anyio.fail_after(10):
-        streams = "@resumable_stream" in source or "@dispatched_stream" in source
-        await _exercise(namespace, defined, streams=streams)
+        await _exercise(namespace, defined, **kinds)
 
 
 def _check_includes(block: Block) -> None:
@@ -122,17 +127,22 @@ def _redis_urls(source: str) -> list[str]:
     return found
 
 
-async def _exercise(namespace: dict[str, Any], defined: set[str], *, streams: bool) -> None:
+async def _exercise(
+    namespace: dict[str, Any], defined: set[str], *, streams: bool, ai_sdk: bool
+) -> None:
     app, hub = namespace.get("app"), namespace.get("hub")
     if "hub" in defined and "app" not in defined:
         assert isinstance(hub, StreamHub)
         async with hub:
             assert await hub.status("docs:sample") is None
     elif isinstance(app, FastAPI):
-        await _exercise_app(app, hub if isinstance(hub, StreamHub) else None, streams=streams)
+        hub = hub if isinstance(hub, StreamHub) else None
+        await _exercise_app(app, hub, streams=streams, ai_sdk=ai_sdk)
 
 
-async def _exercise_app(app: FastAPI, hub: StreamHub | None, *, streams: bool) -> None:
+async def _exercise_app(
+    app: FastAPI, hub: StreamHub | None, *, streams: bool, ai_sdk: bool
+) -> None:
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
@@ -149,6 +159,40 @@ async def _exercise_app(app: FastAPI, hub: StreamHub | None, *, streams: bool) -
             assert events[-1].event == "done"
             status = await client.get(url + "/status")
             assert status.json()["status"] == "done", status.text
+        chats = _ai_sdk_paths(schema)
+        assert bool(chats) == ai_sdk, f"@ai_sdk_stream routes in OpenAPI: {chats}"
+        for path in chats:
+            await _chat(client, path)
+
+
+_CHAT = {
+    "id": "alice-1",
+    "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": PROMPT}]}],
+    "trigger": "submit-message",
+}
+
+
+async def _chat(client: httpx.AsyncClient, path: str) -> None:
+    """What `useChat` sends, and the answer it reads: the text, then `finish`, `[DONE]`."""
+    events = await read_events(client, "POST", path, json=_CHAT)
+    assert events[-1].data == "[DONE]"
+    parts = [event.json() for event in events[:-1]]
+    assert [part["delta"] for part in parts if part["type"] == "text-delta"] == ANSWER
+    assert parts[-1]["type"] == "finish", parts[-1]
+    status = await client.get(f"{path}/alice-1/status")
+    assert status.json()["status"] == "done", status.text
+
+
+def _ai_sdk_paths(schema: dict[str, Any]) -> list[str]:
+    """The `POST` routes served as the AI SDK's stream: their mounted routes take the chat
+    id as a path segment."""
+    paths: dict[str, Any] = schema["paths"]
+    found = []
+    for path, operations in paths.items():
+        if "post" in operations and f"{path}/{{id}}/stream" in paths:
+            assert {f"{path}/{{id}}/cancel", f"{path}/{{id}}/status"} <= paths.keys()
+            found.append(path)
+    return found
 
 
 def _streamed_paths(schema: dict[str, Any]) -> list[str]:

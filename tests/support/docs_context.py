@@ -2,9 +2,10 @@
 
 README.md and every page not listed in `CONTEXTS` get none: their samples must be
 self-contained. The quickstart page's samples build on the quickstart's code, and the
-FAQ's and the security page's also call stand-ins for the reader's own code (`llm`, the
-model client; `require_user`, an authentication dependency; ...), as the FAQ says at
-its top. Every call returns fresh objects, so each sample gets its own hub and app.
+FAQ's, the security page's and the AI SDK page's also call stand-ins for the reader's
+own code (`llm`, the model client; `require_user`, an authentication dependency; ...),
+as the FAQ says at its top. Every call returns fresh objects, so each sample gets its
+own hub and app.
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ CONTEXTS: dict[str, Callable[[], dict[str, Any]]] = {
     "docs/quickstart.md": quickstart,
     "docs/faq.md": with_stand_ins,
     "docs/security.md": with_stand_ins,
+    "docs/ai-sdk.md": with_stand_ins,
 }
 
 
