@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from ._config import HubConfig
+from ._config import FinishHook, HubConfig
 from ._errors import BackendUnavailableError
 from ._events import terminal_data
 from ._policy import Policies, call_hook
@@ -119,14 +119,14 @@ class FinishHooks:
         if not self._running:
             self._idle.set()
 
-    async def _call(self, hook: object, key: str, generation: str) -> None:
+    async def _call(self, hook: FinishHook, key: str, generation: str) -> None:
         result = await read_result(
             self._backend, key, generation, page_size=self._config.replay_batch
         )
         if result is None:
             return
         try:
-            await call_hook(hook, result)  # type: ignore[arg-type]
+            await call_hook(hook, result)
         except Exception:
             logger.exception("stream %r (generation %s): the finish hook raised", key, generation)
 
