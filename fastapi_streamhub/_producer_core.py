@@ -97,6 +97,8 @@ class ProducerCore:
         self._room: anyio.Event | None = None
         self._finished = anyio.Event()
         self._interrupt: Callable[[], None] | None = None
+        self._feeder_done: anyio.Event | None = None
+        self._interrupted = False
 
     @property
     def stop_reason(self) -> StopReason | None:
@@ -115,8 +117,21 @@ class ProducerCore:
         _wake(self._room)
         self._room = None
         self._writer.wake(self)
-        if self._interrupt is not None and not closing:
+        if not closing:
+            self._interrupt_feeder()
+
+    def _interrupt_feeder(self) -> None:
+        """Stop the task feeding this producer (its generator's `finally` runs)."""
+        if self._interrupt is not None:
+            self._interrupted = True
             self._interrupt()
+
+    async def _feeder_stopped(self) -> None:
+        """An interrupted feeder finishes its generator's `finally` before the producer
+        counts as stopped: whoever waits for "stopped" may rely on the cleanup."""
+        if self._interrupted and self._feeder_done is not None:
+            with anyio.move_on_after(self._config.cancel_wait_s):
+                await self._feeder_done.wait()
 
     @property
     def _has_work(self) -> bool:
@@ -215,10 +230,12 @@ class ProducerCore:
             return
         self._phase = ProducerPhase.FINISHING
         try:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(self._config.cancel_wait_s):
-                if self._unstored_end is not None:
-                    await self._store_end(*self._unstored_end)
-                await self._release()
+            with anyio.CancelScope(shield=True):
+                await self._feeder_stopped()
+                with anyio.move_on_after(self._config.cancel_wait_s):
+                    if self._unstored_end is not None:
+                        await self._store_end(*self._unstored_end)
+                    await self._release()
         finally:
             self._phase = ProducerPhase.FINISHED
             self._fanout.close_local(self.key, self.generation)
