@@ -301,12 +301,24 @@ class Subscription:
             return await self._wait_for_backend()
         self._unavailable_since = None
         if page is None:
-            return self._synthetic_end(*_LOST)
+            return self._queued_end() or self._synthetic_end(*_LOST)
         if page.ended and page.last_seq < self._last:
             return [self._reset_event()]
         if len(page.events) < limit:
             self._phase = Phase.LIVE
         return self._accept(page.events)
+
+    def _queued_end(self) -> list[StreamEvent]:
+        """The generation was replaced in storage: if the queue already holds the rest of
+        it up to its terminal event (its producer here delivered it), that is its end."""
+        rest: list[StreamEvent] = []
+        for event in self._queue:
+            if event.generation == self._generation and event.seq == self._last + 1 + len(rest):
+                rest.append(event)
+                if event.terminal:
+                    self._queue = []
+                    return self._accept(rest)
+        return []
 
     def _checked(self, checked: Checked) -> list[StreamEvent]:
         """An idle check: anything but "still running, nothing new" is read from storage."""
