@@ -51,17 +51,20 @@ class Reader:
         self._arrived = anyio.Event()
 
     async def run(self) -> None:
-        with anyio.fail_after(self.timeout_s):
-            async with self.hub.subscribe(self.key) as subscription:
-                self.opened.set()
-                async for event in subscription:
-                    self.events.append(event)
-                    self._arrived.set()
-                    self._arrived = anyio.Event()
-        self.ended.set()
+        try:
+            with anyio.fail_after(self.timeout_s):
+                async with self.hub.subscribe(self.key) as subscription:
+                    self.opened.set()
+                    async for event in subscription:
+                        self.events.append(event)
+                        self._arrived.set()
+                        self._arrived = anyio.Event()
+        finally:
+            self.ended.set()
+            self._arrived.set()
 
     async def wait_for_seq(self, seq: int) -> None:
-        """Return once the reader has received the event `seq` (or ended)."""
+        """Return once the reader has received the event `seq`, or has ended."""
         while not self.ended.is_set() and (not self.events or self.events[-1].seq < seq):
             await self._arrived.wait()
 
