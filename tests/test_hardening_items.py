@@ -434,4 +434,5 @@ def test_retention_shorter_than_the_lease_is_refused() -> None:
         StreamHub(lease_ttl_s=10.0, retention_s=5.0)
     with pytest.raises(ValueError, match="retention_s"):
         HubConfig(lease_ttl_s=2.0, retention_s=1.0)
-    assert HubConfig(lease_ttl_s=2.0, retention_s=2.0).retention_s == 2.0
+    config = HubConfig(lease_ttl_s=2.0, retention_s=2.0, start_timeout_s=2.0)
+    assert config.retention_s == 2.0

@@ -68,7 +68,8 @@ async def test_a_finished_stream_is_kept_for_retention_after_its_end(
     ends just before a renewal was due, so its last renewal is well before its end.
     It stays readable for `retention_s` counted from its end, then it is gone."""
     retention = 2.0
-    async with make_hub(lease_ttl_s=retention, retention_s=retention) as hub:
+    options = {"lease_ttl_s": retention, "retention_s": retention, "start_timeout_s": retention}
+    async with make_hub(**options) as hub:
         renewals = Renewals(hub, monkeypatch)
         producers = {end: (await hub.register(f"kept:{end}"))[0] for end in ENDS}
         for producer in producers.values():
