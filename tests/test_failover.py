@@ -64,14 +64,11 @@ async def sentinel_setup(
 async def test_a_lost_tail_within_reach_is_written_again(
     make_redis_server: Callable[..., RedisServer], caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The producer still holds the lost events (`failover_tail_events`, 256 by default)
+    and writes them again: every reader ends with exactly the generator's output."""
     caplog.set_level(logging.WARNING, "fastapi_streamhub")
-    async with (
-        sentinel_setup(make_redis_server) as setup,
-        two_hubs(setup.url, **OPTIONS) as (
-            a,
-            b,
-        ),
-    ):
+    async with sentinel_setup(make_redis_server) as setup, two_hubs(setup.url, **OPTIONS) as hubs:
+        a, b = hubs
         producer, _ = await a.register("chat:failover")
         async with readers((a, "chat:failover"), (b, "chat:failover")) as found:
             await stall_then_write(setup, producer, found)
@@ -83,7 +80,7 @@ async def test_a_lost_tail_within_reach_is_written_again(
             assert_exact(reader.events, VALUES)
         assert_exact(await collect(b, "chat:failover"), VALUES)
         for hub in (a, b):
-            await assert_healthy(hub, restarts=None)
+            await assert_healthy(hub)
         await run_a_new_stream(a, b, "chat:after-failover")
     assert f"storage lost events after {SEEN} (a failover); writing them again" in caplog.text
 
@@ -110,15 +107,13 @@ async def test_a_lost_tail_beyond_reach_ends_the_generation_and_resets_cursors(
     make_redis_server: Callable[..., RedisServer],
     make_uvicorn_server: Callable[..., UvicornServer],
 ) -> None:
+    """The producer kept only the last 5 events and 20 were lost: the generation ends
+    with a stored `error` (`storage_lost`) that every reader gets after a `reset`, and
+    the resume route answers a lost cursor with `reset` and the stream, never 400."""
     key = "gen:lost"  # the key of /gen/lost in the app served below
     options = {**OPTIONS, "failover_tail_events": 5}
-    async with (
-        sentinel_setup(make_redis_server) as setup,
-        two_hubs(setup.url, **options) as (
-            a,
-            b,
-        ),
-    ):
+    async with sentinel_setup(make_redis_server) as setup, two_hubs(setup.url, **options) as hubs:
+        a, b = hubs
         env = {"TEST_REDIS_URL": setup.url}
         server = await anyio.to_thread.run_sync(
             lambda: make_uvicorn_server(APP, factory=True, env=env, ready_path="/docs")
@@ -158,7 +153,7 @@ async def test_a_lost_tail_beyond_reach_ends_the_generation_and_resets_cursors(
             )
             assert events[-1].json() == STORAGE_LOST
         for hub in (a, b):
-            await assert_healthy(hub, restarts=None)
+            await assert_healthy(hub)
         await run_a_new_stream(a, b, "chat:after-failover")
 
 
