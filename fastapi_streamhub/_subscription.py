@@ -295,7 +295,11 @@ class Subscription:
         limit = self._config.replay_batch
         try:
             page = await self._backend.read(
-                self.key, generation=self._generation, after_seq=self._last, limit=limit
+                self.key,
+                generation=self._generation,
+                after_seq=self._last,
+                limit=limit,
+                max_bytes=self._config.max_replay_bytes,
             )
         except BackendUnavailableError:
             return await self._wait_for_backend()
@@ -304,7 +308,7 @@ class Subscription:
             return self._queued_end() or await self._generation_gone()
         if page.ended and page.last_seq < self._last:
             return [self._reset_event()]
-        if len(page.events) < limit:
+        if not page.events or page.events[-1].seq >= page.last_seq:
             self._phase = Phase.LIVE
         return self._accept(page.events)
 

@@ -165,12 +165,6 @@ async def test_garbage_on_every_channel_stops_nothing(
     await garbage_everywhere(redis_server, garbage)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="backends/_pubsub.py: redis-py decodes Pub/Sub payloads (decode_responses=True) "
-    "before the codec sees them; one that is not UTF-8 raises UnicodeDecodeError out of "
-    "get_message(), the listener fails and is restarted on a new connection (resync)",
-)
 async def test_a_message_that_is_not_utf8_is_skipped_too(redis_server: RedisServer) -> None:
     """Not UTF-8 is garbage like any other: skipped, the connection kept."""
     await garbage_everywhere(redis_server, lambda generation: [b"\xff\xfe\x00 not UTF-8"])
