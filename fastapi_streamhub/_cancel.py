@@ -77,7 +77,8 @@ async def cancel(
             producer = None
         if cancelled and producer is not None:
             producer._stop("cancelled")
-        if wait and state.owner and not state.lease_expired:
+        current = generation is None or generation == state.generation
+        if wait and current and state.owner and not state.lease_expired:
             with anyio.move_on_after(wait):
                 await stopped.wait(producer)
     finally:

@@ -45,6 +45,8 @@ class HubConfig:
         max_bytes: data bytes one generation may hold.
         max_event_bytes: data bytes of one event.
         replay_batch: events read from storage per round trip when replaying.
+        max_replay_bytes: data bytes read from storage per round trip when replaying (a
+            page holds at least one event), so no replay is one unbounded reply.
         failover_tail_events: stored events a producer keeps, to write them again if a
             storage failover loses the tail that had not reached a replica.
         shutdown_grace_s: how long running producers may finish at shutdown.
@@ -81,6 +83,7 @@ class HubConfig:
     max_bytes: int = 64 * 1024 * 1024
     max_event_bytes: int = 1024 * 1024
     replay_batch: int = 1000
+    max_replay_bytes: int = 4 * 1024 * 1024
     failover_tail_events: int = 256
     shutdown_grace_s: float = 5.0
     write_deadline_s: float = 30.0
@@ -185,6 +188,7 @@ class HubOptions(TypedDict, total=False):
     max_bytes: int
     max_event_bytes: int
     replay_batch: int
+    max_replay_bytes: int
     failover_tail_events: int
     shutdown_grace_s: float
     write_deadline_s: float

@@ -272,16 +272,20 @@ class StreamHub:
         self._require_supervisor()
         validate_key(key)
         existing = self._producers.get(key)
-        if (
-            existing is not None
-            and existing.stop_reason is None
-            and await self._producers.still_running(existing)
-        ):
-            return existing, False
+        if existing is not None:
+            if existing.stop_reason is None and await self._producers.still_running(existing):
+                return existing, False
+            await self._let_finish(existing)
         created, state = await self._finishing.claim(key, policy)
         if not created:
             raise SessionBusyError(key, state.generation)
         return self._start_producer(key, state.generation), True
+
+    async def _let_finish(self, producer: Producer) -> None:
+        """A quick restart waits (briefly) for the stopped run to finish: its readers here
+        get its end before the new generation replaces its events in storage."""
+        with anyio.move_on_after(self.config.cancel_wait_s):
+            await producer.wait()
 
     def _start_producer(self, key: str, generation: str) -> Producer:
         """This process's producer of a generation it claimed or adopted."""

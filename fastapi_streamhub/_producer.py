@@ -146,19 +146,18 @@ class Producer(ProducerCore):
 
     async def _run_task(self, run: Callable[[], Awaitable[None]]) -> None:
         """Run the code that feeds this producer, interruptible by cancel, fencing or shutdown."""
-        with anyio.CancelScope() as scope:
-            self._interrupt = scope.cancel
-            if self._stop_reason is not None:
-                scope.cancel()
-            try:
-                await run()
-            finally:
-                self._interrupt = None
-
-    def _interrupt_feeder(self) -> None:
-        """Stop the task feeding this producer (its generator's `finally` runs)."""
-        if self._interrupt is not None:
-            self._interrupt()
+        done = self._feeder_done = anyio.Event()
+        try:
+            with anyio.CancelScope() as scope:
+                self._interrupt = scope.cancel
+                if self._stop_reason is not None:
+                    scope.cancel()
+                try:
+                    await run()
+                finally:
+                    self._interrupt = None
+        finally:
+            done.set()
 
     def _on_control(self, signal: Signal) -> None:
         if isinstance(signal, Control):

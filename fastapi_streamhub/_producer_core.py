@@ -97,6 +97,9 @@ class ProducerCore:
         self._room: anyio.Event | None = None
         self._finished = anyio.Event()
         self._interrupt: Callable[[], None] | None = None
+        self._feeder_done: anyio.Event | None = None
+        self._interrupted = False
+        self._ended_here = False
 
     @property
     def stop_reason(self) -> StopReason | None:
@@ -115,8 +118,21 @@ class ProducerCore:
         _wake(self._room)
         self._room = None
         self._writer.wake(self)
-        if self._interrupt is not None and not closing:
+        if not closing:
+            self._interrupt_feeder()
+
+    def _interrupt_feeder(self) -> None:
+        """Stop the task feeding this producer (its generator's `finally` runs)."""
+        if self._interrupt is not None:
+            self._interrupted = True
             self._interrupt()
+
+    async def _feeder_stopped(self) -> None:
+        """An interrupted feeder finishes its generator's `finally` before the producer
+        counts as stopped: whoever waits for "stopped" may rely on the cleanup."""
+        if self._interrupted and self._feeder_done is not None:
+            with anyio.move_on_after(self._config.cancel_wait_s):
+                await self._feeder_done.wait()
 
     @property
     def _has_work(self) -> bool:
@@ -157,6 +173,7 @@ class ProducerCore:
         _wake(self._stored)
         self._stored = None
         if events[-1].terminal:
+            self._ended_here = True
             self._stop(events[-1].event)  # type: ignore[arg-type]
 
     def _rewrite(self, write: Append, last_seq: int) -> None:
@@ -215,10 +232,13 @@ class ProducerCore:
             return
         self._phase = ProducerPhase.FINISHING
         try:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(self._config.cancel_wait_s):
-                if self._unstored_end is not None:
-                    await self._store_end(*self._unstored_end)
-                await self._release()
+            with anyio.CancelScope(shield=True):
+                await self._feeder_stopped()
+                with anyio.move_on_after(self._config.cancel_wait_s):
+                    if self._unstored_end is not None:
+                        await self._store_end(*self._unstored_end)
+                    await self._deliver_stored_end()
+                    await self._release()
         finally:
             self._phase = ProducerPhase.FINISHED
             self._fanout.close_local(self.key, self.generation)
@@ -242,6 +262,26 @@ class ProducerCore:
         except Exception as exc:
             logger.warning("stream %r: its end could not be stored: %s", self.key, exc)
             self._fanout.dispatch_local_error(self.key, self.generation)
+
+    async def _deliver_stored_end(self) -> None:
+        """An end stored by someone else (a cancel, a lapsed lease, `_store_end`) reaches
+        this process's readers from storage before the producer counts as finished, so
+        a new generation started at once (which replaces this one's events) cannot
+        leave them without it."""
+        if self._ended_here or self._stop_reason == "stale":
+            return
+        try:
+            page = await self._backend.read(
+                self.key,
+                generation=self.generation,
+                after_seq=self._buffer.stored_seq,
+                limit=self._config.replay_batch,
+            )
+        except Exception as exc:
+            logger.warning("stream %r: its end could not be read back: %s", self.key, exc)
+            return
+        if page is not None and page.events:
+            self._fanout.deliver_local(self.key, self.generation, EventBatch(page.events))
 
     async def _release(self) -> None:
         try:

@@ -112,7 +112,7 @@ async def read_result(
             return None
         for event in page.events:
             assembly.add(event)
-        if len(page.events) < page_size:
+        if not page.events or page.events[-1].seq >= page.last_seq:
             break
     if assembly.terminal is not None and details.ended_ms is None:
         details = await backend.details(key) or details

@@ -295,18 +295,49 @@ class Subscription:
         limit = self._config.replay_batch
         try:
             page = await self._backend.read(
-                self.key, generation=self._generation, after_seq=self._last, limit=limit
+                self.key,
+                generation=self._generation,
+                after_seq=self._last,
+                limit=limit,
+                max_bytes=self._config.max_replay_bytes,
             )
         except BackendUnavailableError:
             return await self._wait_for_backend()
         self._unavailable_since = None
         if page is None:
-            return self._synthetic_end(*_LOST)
+            return self._queued_end() or await self._generation_gone()
         if page.ended and page.last_seq < self._last:
             return [self._reset_event()]
-        if len(page.events) < limit:
+        if not page.events or page.events[-1].seq >= page.last_seq:
             self._phase = Phase.LIVE
         return self._accept(page.events)
+
+    async def _generation_gone(self) -> list[StreamEvent]:
+        """Storage no longer holds this generation. If the stream itself is gone (it
+        expired, or was removed, after `open`) and none of it was sent, there is no
+        stream, as `open` would have found a moment later; otherwise the reader ends."""
+        if self._last == 0 and await self._stream_missing():
+            raise SessionNotFoundError(self.key)
+        return self._synthetic_end(*_LOST)
+
+    async def _stream_missing(self) -> bool:
+        try:
+            (state,) = await self._backend.states([self.key])
+        except BackendUnavailableError:
+            return False
+        return state is None
+
+    def _queued_end(self) -> list[StreamEvent]:
+        """The generation was replaced in storage: if the queue already holds the rest of
+        it up to its terminal event (its producer here delivered it), that is its end."""
+        rest: list[StreamEvent] = []
+        for event in self._queue:
+            if event.generation == self._generation and event.seq == self._last + 1 + len(rest):
+                rest.append(event)
+                if event.terminal:
+                    self._queue = []
+                    return self._accept(rest)
+        return []
 
     def _checked(self, checked: Checked) -> list[StreamEvent]:
         """An idle check: anything but "still running, nothing new" is read from storage."""

@@ -45,6 +45,11 @@ def make_backend(backend_kind: str, request: pytest.FixtureRequest) -> Callable[
     return make
 
 
+SHUTDOWN_GRACE_S = 0.1
+"""The grace hub fixtures give running producers at shutdown: a test's teardown should
+not wait out the default 5 s; a test that needs a grace passes `shutdown_grace_s`."""
+
+
 @pytest.fixture
 def valkey_url(make_redis_server: Callable[..., RedisServer]) -> str:
     """A private `valkey-server` (Debian: bookworm-backports), where it is installed."""
@@ -58,6 +63,7 @@ def make_hub(make_backend: Callable[[], Backend]) -> Callable[..., StreamHub]:
     """`make_hub(**options)`: a hub (not started) on this test's backend."""
 
     def make(**options: Any) -> StreamHub:
+        options.setdefault("shutdown_grace_s", SHUTDOWN_GRACE_S)
         return StreamHub(backend=make_backend(), **options)
 
     return make

@@ -246,6 +246,20 @@ async def test_packing_matches_the_reference_at_every_cursor(backend: Backend) -
         reference = pack(raw, chunk=chunk)
         for after in range(0, len(raw), 7):
             limit = rng.choice([1, 2, 50])
-            page = await backend.read(key, generation=f"g-{key}", after_seq=after, limit=limit)
+            max_bytes = rng.choice([None, 1, 5000])
+            page = await backend.read(
+                key, generation=f"g-{key}", after_seq=after, limit=limit, max_bytes=max_bytes
+            )
             assert page is not None
-            assert page.events == read_packed(reference, f"g-{key}", after=after, limit=limit)
+            expected = read_packed(reference, f"g-{key}", after=after, limit=limit)
+            assert page.events == within(expected, max_bytes)
+
+
+def within(events: list[StreamEvent], max_bytes: int | None) -> list[StreamEvent]:
+    """The first events whose data fits `max_bytes` (at least one)."""
+    size = 0
+    for index, event in enumerate(events):
+        size += len(event.data.encode())
+        if max_bytes is not None and size > max_bytes and index > 0:
+            return events[:index]
+    return events

@@ -442,3 +442,22 @@ async def test_a_pending_generation_expires_at_its_start_deadline(backend: Backe
     (state,) = await backend.states(["k"])
     assert state is not None and (state.generation, state.pending) == ("g2", False)
     assert await adopt(backend, "k", "g2", "t") == "adopted"
+
+
+async def test_a_replay_page_is_bounded_by_bytes_too(backend: Backend) -> None:
+    """No replay is one unbounded reply: a page stops at `max_bytes` of data, but always
+    holds one event, however large."""
+    await claim(backend, "k", "g1")
+    batch = events("g1", 1, *((None, '"' + "x" * 98 + '"'),) * 4)
+    await append(backend, "k", "g1", batch)
+
+    async def page(after: int, max_bytes: int) -> list[int]:
+        found = await backend.read(
+            "k", generation="g1", after_seq=after, limit=10, max_bytes=max_bytes
+        )
+        assert found is not None and found.last_seq == 4
+        return [e.seq for e in found.events]
+
+    assert await page(0, 250) == [1, 2]
+    assert await page(0, 99) == [1]
+    assert await page(2, 10_000) == [3, 4]

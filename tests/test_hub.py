@@ -466,3 +466,15 @@ async def test_leases_are_renewed_while_the_producer_runs(
             (None, '"after"'),
             ("done", "{}"),
         ]
+
+
+async def test_a_replay_in_byte_bounded_pages_is_whole(make_hub: Callable[..., StreamHub]) -> None:
+    async with make_hub(max_replay_bytes=300, shutdown_grace_s=0.1) as hub:
+        key = fresh_key()
+        producer, _ = await hub.register(key)
+        for i in range(50):
+            await producer.publish(f"{i:0100d}")
+        await producer.close()
+        got = await collect(hub, key)
+    assert [e.seq for e in got] == list(range(1, 52))
+    assert [e.value for e in got[:-1]] == [f"{i:0100d}" for i in range(50)]

@@ -232,8 +232,17 @@ class Backend(Protocol):
         """Record that the producer has stopped (its lease ends at once, so an `active`
         session it leaves behind reads as lapsed), and tell whoever waits for it."""
 
-    async def read(self, key: str, *, generation: str, after_seq: int, limit: int) -> Page | None:
-        """Events after `after_seq`, or None if `generation` is no longer the key's."""
+    async def read(
+        self,
+        key: str,
+        *,
+        generation: str,
+        after_seq: int,
+        limit: int,
+        max_bytes: int | None = None,
+    ) -> Page | None:
+        """Events after `after_seq` (at most `limit`, and no more than `max_bytes` of data
+        unless the page would be empty), or None if `generation` is no longer the key's."""
 
     async def states(self, keys: Sequence[str]) -> list[SessionState | None]:
         """The state of each key, None where there is none."""

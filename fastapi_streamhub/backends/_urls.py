@@ -32,6 +32,12 @@ the hub retries above them, with backoff, within `write_deadline_s`."""
 
 NodeClientFactory = Callable[[ClusterNode], Redis]
 
+DECODING_ERRORS = "replace"
+"""Everything the library stores is UTF-8; a reply that is not (a message someone else
+published on a watched channel) must not raise inside redis-py's reader, where it would
+break the connection: it decodes with replacement characters, which no notification
+holds, so it reads as a message this release cannot decode (a storage hint)."""
+
 HEALTH_CHECK_S = 30
 """A connection idle this long is pinged before use, so one that died meanwhile (a
 failover, a `CLIENT KILL`) is replaced before a command is lost on it."""
@@ -53,6 +59,7 @@ def client_from_url(
     """The client, and the clients it relies on that its owner must close too."""
     options: dict[str, Any] = {
         "decode_responses": True,
+        "encoding_errors": DECODING_ERRORS,
         "socket_timeout": socket_timeout_s,
         "socket_connect_timeout": socket_timeout_s,
         "retry": library_retry(),
@@ -106,6 +113,7 @@ def cluster_client_from_url(
         raise ValueError(f"a cluster has only database 0: {url!r}")
     options: dict[str, Any] = {
         "decode_responses": True,
+        "encoding_errors": DECODING_ERRORS,
         "socket_timeout": socket_timeout_s,
         "socket_connect_timeout": socket_timeout_s,
     }

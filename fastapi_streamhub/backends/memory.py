@@ -37,6 +37,18 @@ from ._memory_session import Hook, Session, now_ms
 from ._packing import read_packed
 
 _SWEEP_EVERY = 256
+
+
+def _within(events: list[StreamEvent], max_bytes: int) -> list[StreamEvent]:
+    """The first events whose data fits `max_bytes` (at least one)."""
+    size = 0
+    for index, event in enumerate(events):
+        size += len(event.data.encode())
+        if size > max_bytes and index > 0:
+            return events[:index]
+    return events
+
+
 _WAITING = "?"
 
 
@@ -228,7 +240,15 @@ class MemoryBackend:
             session.lease_until = 0.0
         self._deliver(key, "control", Control("stopped", generation))
 
-    async def read(self, key: str, *, generation: str, after_seq: int, limit: int) -> Page | None:
+    async def read(
+        self,
+        key: str,
+        *,
+        generation: str,
+        after_seq: int,
+        limit: int,
+        max_bytes: int | None = None,
+    ) -> Page | None:
         session = self._live(key)
         if session is None or session.generation != generation:
             return None
@@ -236,6 +256,8 @@ class MemoryBackend:
             events = read_packed(session.packed, generation, after=after_seq, limit=limit)
         else:
             events = session.events[after_seq : after_seq + limit]
+        if max_bytes is not None:
+            events = _within(events, max_bytes)
         return Page(events, session.last_seq, session.status != "active")
 
     async def states(self, keys: Sequence[str]) -> list[SessionState | None]:

@@ -344,9 +344,18 @@ class RedisBackend(RedisEnds):
         keys = (self._keys.state(key), self._keys.control_channel(key))
         await self._releases.call(Call("release", keys, (generation,)))
 
-    async def read(self, key: str, *, generation: str, after_seq: int, limit: int) -> Page | None:
+    async def read(
+        self,
+        key: str,
+        *,
+        generation: str,
+        after_seq: int,
+        limit: int,
+        max_bytes: int | None = None,
+    ) -> Page | None:
         keys = [self._keys.state(key), self._keys.events(key)]
-        reply = await self._call(Call("read", keys, [generation, after_seq, limit]))
+        args: list[str | int] = [generation, after_seq, limit, max_bytes or 0]
+        reply = await self._call(Call("read", keys, args))
         if reply is None:
             return None
         parts = reply.split("\n")

@@ -7,10 +7,14 @@
         proxy.hold()                                     # new connections wait...
         proxy.release()                                  # ...until released
         proxy.refuse()                                   # new connections closed at once
+        proxy.freeze()                                   # open connections stop forwarding...
+        proxy.thaw()                                     # ...and go on where they stopped
 
 A cut is real: the proxy closes both sockets (with an RST towards the client when
 `reset=True`), so the client sees what it would see when a load balancer or the network
-drops it. `connections` counts the connections accepted so far.
+drops it. A freeze is a stalled network: both ends keep their connection and see
+nothing more (not even the other end closing it) until `thaw()`. `connections`
+counts the connections accepted so far.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class TcpProxy:
         self._cut_after: int | None = None
         self._cuts_left = 0
         self._gate: anyio.Event | None = None
+        self._frozen: anyio.Event | None = None
         self._refusing = False
         self._port: int | None = None
 
@@ -96,6 +101,20 @@ class TcpProxy:
             self._gate.set()
             self._gate = None
 
+    def freeze(self) -> None:
+        """Open connections stop forwarding in both directions until `thaw()`; what
+        arrives meanwhile is held, so neither end notices (an end that closes included)."""
+        self._frozen = self._frozen or anyio.Event()
+
+    def thaw(self) -> None:
+        if self._frozen is not None:
+            self._frozen.set()
+            self._frozen = None
+
+    async def _wait_thawed(self) -> None:
+        while self._frozen is not None:
+            await self._frozen.wait()
+
     def refuse(self, refusing: bool = True) -> None:
         """New connections are closed as soon as they are accepted (no HTTP answer)."""
         self._refusing = refusing
@@ -118,8 +137,8 @@ class TcpProxy:
                     self._open[number] = (scope, client)
                     try:
                         async with anyio.create_task_group() as group:
-                            group.start_soon(_pipe, client, upstream, None, scope)
-                            group.start_soon(_pipe, upstream, client, limit, scope)
+                            group.start_soon(self._pipe, client, upstream, None, scope)
+                            group.start_soon(self._pipe, upstream, client, limit, scope)
                     finally:
                         del self._open[number]
 
@@ -129,22 +148,28 @@ class TcpProxy:
         self._cuts_left -= 1
         return self._cut_after
 
-
-async def _pipe(
-    source: SocketStream, sink: SocketStream, limit: int | None, scope: anyio.CancelScope
-) -> None:
-    """Copy until either side closes (which ends the whole connection) or `limit` bytes."""
-    sent = 0
-    try:
-        async for data in source:
-            if limit is not None and sent + len(data) >= limit:
-                await sink.send(data[: limit - sent])
-                break
-            await sink.send(data)
-            sent += len(data)
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-        pass
-    scope.cancel()
+    async def _pipe(
+        self,
+        source: SocketStream,
+        sink: SocketStream,
+        limit: int | None,
+        scope: anyio.CancelScope,
+    ) -> None:
+        """Copy until either side closes (which ends the whole connection) or `limit`
+        bytes; while frozen, hold what arrives (and an end of stream) until thawed."""
+        sent = 0
+        try:
+            async for data in source:
+                await self._wait_thawed()
+                if limit is not None and sent + len(data) >= limit:
+                    await sink.send(data[: limit - sent])
+                    break
+                await sink.send(data)
+                sent += len(data)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
+        await self._wait_thawed()
+        scope.cancel()
 
 
 def _linger_zero(stream: SocketStream) -> None:
