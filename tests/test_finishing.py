@@ -266,17 +266,17 @@ async def test_a_generation_nobody_reads_is_abandoned(make_hub: Callable[..., St
 async def test_a_generation_someone_reads_is_not_abandoned(
     make_hub: Callable[..., StreamHub],
 ) -> None:
-    async with make_hub(lease_ttl_s=0.4, abandon_after_s=0.2) as hub:
+    async with make_hub(lease_ttl_s=0.4, abandon_after_s=1.5) as hub:
         key = fresh_key()
         producer, _ = await hub.register(key)
         ticks = 0
 
-        async def generate() -> None:
+        async def generate() -> None:  # runs about twice the window
             nonlocal ticks
             while ticks < 60:
                 ticks += 1
                 await producer.publish("x")
-                await anyio.sleep(0.02)
+                await anyio.sleep(0.05)
             await producer.close()
 
         async with hub.subscribe(key) as subscription:
@@ -408,8 +408,8 @@ async def two_hubs(
     make_shared_hub: Callable[..., StreamHub],
 ) -> AsyncIterator[tuple[StreamHub, StreamHub]]:
     async with (
-        make_shared_hub(lease_ttl_s=0.4, abandon_after_s=0.3) as a,
-        make_shared_hub(lease_ttl_s=0.4, abandon_after_s=0.3) as b,
+        make_shared_hub(lease_ttl_s=0.4, abandon_after_s=1.5) as a,
+        make_shared_hub(lease_ttl_s=0.4, abandon_after_s=1.5) as b,
     ):
         yield a, b
 
@@ -421,10 +421,10 @@ async def test_a_reader_on_another_instance_keeps_a_generation_alive(
     key = fresh_key()
     producer, _ = await a.register(key)
 
-    async def generate() -> None:
+    async def generate() -> None:  # runs about twice the window
         for _ in range(80):
             await producer.publish("x")
-            await anyio.sleep(0.02)
+            await anyio.sleep(0.04)
         await producer.close()
 
     async with b.subscribe(key) as subscription:
