@@ -194,6 +194,30 @@ async def test_a_cursor_resumes_after_itself(server: UvicornServer, limit: int) 
     assert bad.status_code == 400
 
 
+async def test_a_cursor_inside_a_compacted_run_gets_the_rest_of_it(server: UvicornServer) -> None:
+    """After compaction the tokens are one merged text event; a client whose cursor points
+    into it (it saw some of those tokens live) gets the rest of the run, not all of it."""
+    chat = chat_id()
+    async with server.client() as http:
+        first = await read_stream(
+            http, "POST", "/api/chat", json=body(chat, count=50, delay_ms=1), limit=9
+        )
+        await read_stream(http, "GET", f"/api/chat/{chat}/stream")
+        assert (await http.post(f"/debug/compact/{chat}")).json() is True
+        gen = await generation(http, chat)
+        rest = await read_stream(
+            http, "GET", f"/api/chat/{chat}/stream", params={"last_event_id": first.events[-1].id}
+        )
+    seen = max(i for i, e in enumerate(first.events) if e.has_id) + 1
+    got = parts(first.events[:seen] + rest.events)
+    text = "".join(p["delta"] for p in got if isinstance(p, dict) and p["type"] == "text-delta")
+    assert text == "".join(token(i) for i in range(50)), "no token twice, none missing"
+    whole = answer_parts(gen, 50)
+    assert [p for p in got if not (isinstance(p, dict) and p["type"] == "text-delta")] == [
+        p for p in whole if not (isinstance(p, dict) and p["type"] == "text-delta")
+    ]
+
+
 async def test_stop_ends_the_answer_with_abort_and_stops_the_generator(
     two_servers: tuple[UvicornServer, UvicornServer],
 ) -> None:

@@ -7,7 +7,7 @@ goes there: keep-alives are SSE comments, and the stream ends with `data: [DONE]
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 
 from sse_starlette import EventSourceResponse
 
@@ -31,43 +31,58 @@ _LAGGED: Part = {
 }
 
 
-class _Replay:
-    """The parts of a subscription read from seq 1, sent only after `seen`: the events a
-    client has already are still translated, so the parts after them are the same as in
-    a full replay (the same block ids, a block's start sent once)."""
-
-    def __init__(self, seen: Cursor | None) -> None:
-        self._writer = PartWriter()
-        self._seen = seen
-
-    def encode(self, batch: Iterable[StreamEvent]) -> bytes:
-        text = []
-        for event in batch:
-            if event.event == "reset":
-                self._seen = None
-            parts = self._writer.parts(event)
-            if not self._already_seen(event):
-                text.append(encode_parts(event, parts))
-        return "".join(text).encode("utf-8")
-
-    def _already_seen(self, event: StreamEvent) -> bool:
-        seen = self._seen
-        return seen is not None and event.generation == seen.generation and event.seq <= seen.seq
-
-
-async def _body(subscription: Subscription, seen: Cursor | None) -> AsyncIterator[bytes]:
-    replay = _Replay(seen)
+async def _body(
+    subscription: Subscription, hub: StreamHub, seen: Cursor | None
+) -> AsyncIterator[bytes]:
+    writer = PartWriter()
+    inside: StreamEvent | None = None
     try:
+        if seen is not None:
+            subscription, inside = await _past(subscription, hub, seen, writer)
         async for batch in subscription.batches():
-            chunk = replay.encode(batch)
+            if inside is not None:
+                _enter_run(writer, inside, batch)
+                inside = None
+            chunk = "".join(encode_parts(event, writer.parts(event)) for event in batch)
             if chunk:
-                yield chunk
+                yield chunk.encode("utf-8")
     except SubscriberLaggedError as exc:
         logger.warning("%s", exc)
         yield part_line(_LAGGED).encode()
     finally:
         await subscription.aclose()
     yield _DONE
+
+
+async def _past(
+    subscription: Subscription, hub: StreamHub, seen: Cursor, writer: PartWriter
+) -> tuple[Subscription, StreamEvent | None]:
+    """Translate, without sending, the events up to `seen` (the parts after them depend
+    on them: the same block ids, a block's start sent once), then follow from `seen`
+    itself. Reading on from the cursor, rather than filtering a replay from seq 1, is
+    what gives the rest of a merged text run whose middle `seen` points into (a
+    compacted generation), instead of the whole run again. Returns the new subscription
+    and the first event past the cursor, which may be that run."""
+    beyond: StreamEvent | None = None
+    async for batch in subscription.batches():
+        if any(event.generation != seen.generation for event in batch):
+            break
+        beyond = next((event for event in batch if event.seq > seen.seq), None)
+        for event in batch:
+            if event.seq > seen.seq:
+                break
+            writer.parts(event)
+        if beyond is not None or batch[-1].terminal:
+            break
+    await subscription.aclose()
+    return await hub.subscribe(subscription.key, after=seen).open(), beyond
+
+
+def _enter_run(writer: PartWriter, beyond: StreamEvent, batch: list[StreamEvent]) -> None:
+    """The cursor points inside a merged run when reading from it gives the same event
+    with less text: the client saw that run's start, so the writer enters it silently."""
+    if batch and batch[0].seq == beyond.seq and batch[0].data != beyond.data:
+        writer.parts(beyond)
 
 
 def ui_message_stream_response(
@@ -81,5 +96,5 @@ def ui_message_stream_response(
     has them.
     """
     return stream_response(
-        _body(subscription, seen), hub.config, hub.send_guard, UI_MESSAGE_STREAM_HEADERS
+        _body(subscription, hub, seen), hub.config, hub.send_guard, UI_MESSAGE_STREAM_HEADERS
     )

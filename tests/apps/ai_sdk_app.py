@@ -105,4 +105,11 @@ def create_app() -> FastAPI:
     async def debug(chat_id: str) -> dict[str, Any]:
         return runs.get(chat_id, {"starts": 0, "yielded": 0, "finally": 0})
 
+    _debug_compaction(app, hub)
     return app
+
+
+def _debug_compaction(app: FastAPI, hub: StreamHub) -> None:
+    @app.post("/debug/compact/{chat_id}")
+    async def compact_now(chat_id: str) -> bool:
+        return await hub.compact(f"chat:{chat_id}")
