@@ -23,7 +23,7 @@ from ._dependency import get_hub
 from ._errors import SessionBusyError
 from ._http_errors import ForbiddenHTTPError, StreamConflictHTTPError, http_errors
 from ._hub import StreamHub
-from ._jobs import StreamJob, claim_job, send_job
+from ._jobs import StreamJob
 from ._spec import Authorize, OnConflict, StreamSpec, template_fields
 from ._sse import sse_response
 from ._wire import NATIVE
@@ -106,15 +106,13 @@ async def _claim_or_attach(
     params: dict[str, Any],
     dispatch: Dispatch,
 ) -> str:
+    async def job_params() -> Any:
+        return await spec.function(**params)
+
     try:
-        generation = await claim_job(hub.backend, hub.config, key, start_timeout_s)
+        job = await hub.dispatch(key, job_params, send=dispatch, start_timeout_s=start_timeout_s)
     except SessionBusyError as exc:
         if spec.on_conflict == "reject":
             raise StreamConflictHTTPError(key) from exc
         return exc.generation
-
-    async def job_params() -> Any:
-        return await spec.function(**params)
-
-    await send_job(hub.backend, hub.config, key, generation, job_params, dispatch)
-    return generation
+    return job.generation

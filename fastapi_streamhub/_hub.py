@@ -309,13 +309,16 @@ class StreamHub:
     async def dispatch(
         self,
         key: str,
-        params: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | Callable[[], Awaitable[Mapping[str, Any]]] | None = None,
         *,
         send: Callable[[StreamJob], Awaitable[object]],
         start_timeout_s: float | None = None,
     ) -> StreamJob:
         """Claim `key` for a generation that a worker will produce, and hand the job to
         `send` (which puts it on a job queue); a worker then calls `run` with it.
+
+        `params` is the job's parameters, or an async function returning them, called
+        only once the key is claimed (so work that builds them is not done for nothing).
 
         Readers may subscribe at once. If no worker adopts the job within
         `start_timeout_s` (the hub's setting by default), they get `error` (`not_started`);
@@ -327,11 +330,11 @@ class StreamHub:
         """
         self._require_supervisor()
         generation = await claim_job(
-            self.backend, self.config, key, start_timeout_s, self._finishing.claim_pending
+            self.config, key, start_timeout_s, self._finishing.claim_pending
         )
 
         async def given() -> Mapping[str, Any] | None:
-            return params
+            return await params() if callable(params) else params
 
         return await send_job(self.backend, self.config, key, generation, given, send)
 

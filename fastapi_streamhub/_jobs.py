@@ -107,11 +107,10 @@ ClaimPending = Callable[[str, int], Awaitable[tuple[bool, SessionState]]]
 
 
 async def claim_job(
-    backend: Backend,
     config: HubConfig,
     key: str,
     start_timeout_s: float | None,
-    claim: ClaimPending | None = None,
+    claim: ClaimPending,
 ) -> str:
     """Claim `key` for a generation a worker will produce; returns the generation.
 
@@ -121,19 +120,7 @@ async def claim_job(
     timeout_s = config.start_timeout_s if start_timeout_s is None else start_timeout_s
     if timeout_s <= 0:
         raise ValueError(f"start_timeout_s must be positive, got {timeout_s!r}")
-    if claim is not None:
-        created, state = await claim(validate_key(key), int(timeout_s * 1000))
-        if not created:
-            raise SessionBusyError(key, state.generation)
-        return state.generation
-    created, state = await backend.claim(
-        validate_key(key),
-        generation=new_generation(),
-        owner="",
-        lease_ms=int(timeout_s * 1000),
-        retention_ms=config.retention_ms,
-        pending=True,
-    )
+    created, state = await claim(validate_key(key), int(timeout_s * 1000))
     if not created:
         raise SessionBusyError(key, state.generation)
     return state.generation
