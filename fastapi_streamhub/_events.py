@@ -14,7 +14,11 @@ from typing import Any, Final, Literal, NamedTuple
 Status = Literal["active", "done", "error", "cancelled"]
 
 TERMINAL_EVENTS: Final = frozenset({"done", "error", "cancelled"})
-RESERVED_EVENTS: Final = TERMINAL_EVENTS | {"reset", "message"}
+SOURCE_EVENT: Final = "source"
+"""The event name that carries an event of a source other than the first (`_sources.py`)."""
+MAIN_SOURCE: Final = "main"
+"""The name of a generation's first source: its events are sent as they always were."""
+RESERVED_EVENTS: Final = TERMINAL_EVENTS | {"reset", "message", SOURCE_EVENT}
 
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
@@ -60,6 +64,38 @@ class StreamEvent(NamedTuple):
 
     @property
     def terminal(self) -> bool:
+        """True for the generation's own end (`done`, `error`, `cancelled`)."""
+        return self.event in TERMINAL_EVENTS
+
+    @property
+    def source(self) -> str:
+        """The source that produced it: `"main"` (the first source) for every event but
+        a `source` event, which names its own."""
+        if self.event != SOURCE_EVENT:
+            return MAIN_SOURCE
+        return self.sourced.source
+
+    @property
+    def sourced(self) -> Sourced:
+        """The event as its source produced it: the `source` envelope unwrapped, or the
+        event itself (source `"main"`)."""
+        if self.event != SOURCE_EVENT:
+            return Sourced(MAIN_SOURCE, self.event, self.value)
+        envelope = json.loads(self.data)
+        return Sourced(envelope["source"], envelope.get("event"), envelope.get("data"))
+
+
+class Sourced(NamedTuple):
+    """One source's event: `event` is its name (None for a chunk), `value` its data. A
+    source's own end is `done`, `error` (`{"message", "reason"}`) or `cancelled`."""
+
+    source: str
+    event: str | None
+    value: Any
+
+    @property
+    def terminal(self) -> bool:
+        """True for the end of this source (of the generation, for a plain terminal)."""
         return self.event in TERMINAL_EVENTS
 
 

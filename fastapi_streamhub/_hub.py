@@ -298,6 +298,7 @@ class StreamHub:
             config=self.config,
             on_finished=self._forget,
             on_hint=self._check_soon,
+            start_task=self._require_supervisor().guard,
         )
         self._producers.add(producer)
         self._fanout.open_local(key, generation)

@@ -110,6 +110,6 @@ class LocalProducers:
     async def _end_for_shutdown(self, producer: Producer) -> None:
         producer._interrupt_feeder()
         with anyio.move_on_after(self._config.cancel_wait_s):
-            await producer.fail(
+            await producer._fail_all(
                 "The server shut down before the stream finished.", reason="shutdown"
             )

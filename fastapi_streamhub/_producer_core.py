@@ -21,6 +21,7 @@ from ._config import HubConfig
 from ._errors import BackendUnavailableError
 from ._events import metadata_json, terminal_data
 from ._fanout import Fanout
+from ._sources import EndsWith, Sources, StartTask
 from ._writer import Writer
 from .backends._base import Append, AppendOutcome, Backend, EventBatch, Gap
 
@@ -73,6 +74,7 @@ class ProducerCore:
         config: HubConfig,
         on_finished: Callable[[Producer], Awaitable[None]],
         on_hint: Callable[[Producer], None],
+        start_task: StartTask | None = None,
     ) -> None:
         self.key = key
         """The stream key."""
@@ -100,6 +102,9 @@ class ProducerCore:
         self._feeder_done: anyio.Event | None = None
         self._interrupted = False
         self._ended_here = False
+        self._start_task = start_task
+        self._sources: Sources | None = None
+        self._ends_with: EndsWith = "all"
 
     @property
     def stop_reason(self) -> StopReason | None:
@@ -118,21 +123,28 @@ class ProducerCore:
         _wake(self._room)
         self._room = None
         self._writer.wake(self)
+        if self._sources is not None:
+            self._sources.interrupt()
         if not closing:
             self._interrupt_feeder()
 
     def _interrupt_feeder(self) -> None:
-        """Stop the task feeding this producer (its generator's `finally` runs)."""
+        """Stop the tasks feeding this producer (their generators' `finally` runs)."""
+        if self._sources is not None:
+            self._sources.interrupt()
         if self._interrupt is not None:
             self._interrupted = True
             self._interrupt()
 
     async def _feeder_stopped(self) -> None:
-        """An interrupted feeder finishes its generator's `finally` before the producer
-        counts as stopped: whoever waits for "stopped" may rely on the cleanup."""
-        if self._interrupted and self._feeder_done is not None:
-            with anyio.move_on_after(self._config.cancel_wait_s):
+        """An interrupted feeder (and every source's task) finishes its generator's
+        `finally` before the producer counts as stopped: whoever waits for "stopped"
+        may rely on the cleanup."""
+        with anyio.move_on_after(self._config.cancel_wait_s):
+            if self._interrupted and self._feeder_done is not None:
                 await self._feeder_done.wait()
+            if self._sources is not None:
+                await self._sources.stopped()
 
     @property
     def _has_work(self) -> bool:

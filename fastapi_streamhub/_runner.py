@@ -1,37 +1,27 @@
-"""Drives a user's async generator into a producer, and ends the stream truthfully.
+"""Drives a user's async generator into a producer, as the generation's first source.
 
-A yielded value becomes an event; completion becomes `done`; `StreamError` an
-`error` with its own message; any other exception an `error` with a generic
-message (the traceback goes to the log, never to the client).
+The rules of how a generator's values and exceptions become events are `_feed.py`'s;
+here the producer becomes `current_producer()` for the generator (and for every
+source it spawns, whose tasks inherit the context).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncGenerator
-from contextvars import ContextVar
 
-import anyio
-
-from ._errors import ProducerStoppedError, StreamError
-from ._events import UnsupportedChunkError
-from ._producer import Producer
-
-logger = logging.getLogger("fastapi_streamhub")
-
-_CLOSE_TIMEOUT_S = 5.0
-
-_current: ContextVar[Producer] = ContextVar("streamhub_producer")
+from ._feed import feed
+from ._producer import CURRENT, Producer
 
 
 def current_producer() -> Producer:
-    """The producer fed by the running `@resumable_stream` generator (for its metadata).
+    """The producer fed by the running `@resumable_stream` generator (for its metadata,
+    and to start more sources with `spawn`).
 
     Raises:
         LookupError: called outside such a generator.
     """
     try:
-        return _current.get()
+        return CURRENT.get()
     except LookupError:
         raise LookupError(
             "current_producer() is only available inside a @resumable_stream generator"
@@ -39,27 +29,5 @@ def current_producer() -> Producer:
 
 
 async def drive(producer: Producer, generator: AsyncGenerator[object, None]) -> None:
-    _current.set(producer)
-    try:
-        async for chunk in generator:
-            await producer.publish(chunk)
-    except ProducerStoppedError:
-        return
-    except StreamError as exc:
-        await producer.fail(exc.message)
-        return
-    except UnsupportedChunkError as exc:
-        logger.error("stream %r: %s", producer.key, exc)
-        await producer.fail(
-            "The stream produced a value that cannot be sent.", reason="unsupported"
-        )
-        return
-    except Exception:
-        logger.exception("stream %r: the producer raised", producer.key)
-        await producer.fail("The stream failed.", reason="failed")
-        return
-    finally:
-        if getattr(generator, "ag_frame", True) is not None:  # stopped early: run its `finally`
-            with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT_S):
-                await generator.aclose()
-    await producer.close()
+    CURRENT.set(producer)
+    await feed(producer, generator)
