@@ -17,7 +17,7 @@ from ._errors import (
     StreamHubError,
     SubscriberLaggedError,
 )
-from ._events import Event, StreamEvent, UnsupportedChunkError
+from ._events import Event, Sourced, StreamEvent, UnsupportedChunkError
 from ._http_errors import (
     BadCursorHTTPError,
     ForbiddenHTTPError,
@@ -34,6 +34,7 @@ from ._policy import StreamPolicy
 from ._producer import Producer
 from ._result import ResultEvent, StreamResult
 from ._runner import current_producer
+from ._source import Source
 from ._status import CancelResult, StreamStatus
 from ._subscription import Subscription
 
@@ -54,6 +55,8 @@ __all__ = [
     "ResultEvent",
     "SessionBusyError",
     "SessionNotFoundError",
+    "Source",
+    "Sourced",
     "StaleGenerationError",
     "StorageUnavailableHTTPError",
     "StreamConflictHTTPError",
