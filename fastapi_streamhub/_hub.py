@@ -29,6 +29,7 @@ from ._fanout import Fanout
 from ._finishing import Finishing
 from ._health import HubHealth
 from ._hooks import wire_app
+from ._inbox import InboxReader
 from ._jobs import (
     JobOutcome,
     JobStream,
@@ -84,6 +85,7 @@ class StreamHub:
         self._supervisor: Supervisor | None = None
         self._writer: Writer | None = None
         self._send_guard = SendGuard(self.config.send_timeout_s)
+        self._inboxes = InboxReader(self.backend, self.config)
         self._finishing = Finishing(
             self.backend, self.config, self._fanout, self.instance_id, self._producers.__iter__
         )
@@ -163,6 +165,8 @@ class StreamHub:
         supervisor.keep("listener", self.backend.run)
         supervisor.keep("watchdog", watchdog.run)
         supervisor.keep("send guard", self._send_guard.run)
+        supervisor.keep("inboxes", self._inboxes.run)
+        self._inboxes.start(supervisor.guard)
         self._finishing.start(supervisor)
         return self
 
@@ -241,6 +245,7 @@ class StreamHub:
         """Notifications may have been lost: readers catch up, and every local producer
         checks storage at once (a cancel signal may have been among them)."""
         self._fanout.resync()
+        self._inboxes.resync()
         for producer in self._producers:
             self._check_soon(producer)
 
@@ -301,6 +306,7 @@ class StreamHub:
             start_task=self._require_supervisor().guard,
         )
         self._producers.add(producer)
+        self._inboxes.add(producer.inbox)
         self._fanout.open_local(key, generation)
         self._require_supervisor().guard(
             f"control watch {key!r}", lambda: self._watch_control(producer)
@@ -365,6 +371,7 @@ class StreamHub:
             await self._fanout.add(producer.key, "control", producer._on_control)
         except BackendUnavailableError as exc:
             logger.warning("stream %r: no cancel signals until a write: %s", producer.key, exc)
+        self._inboxes.read_soon(producer.inbox)
 
     def _start_wind_up(self, producer: ProducerCore) -> None:
         self._require_supervisor().guard(f"wind-up {producer.key!r}", producer._wind_up)
@@ -372,6 +379,7 @@ class StreamHub:
     async def _forget(self, producer: Producer) -> None:
         """Run by the producer's own wind-up, so its end costs no task of its own."""
         self._producers.forget(producer)
+        self._inboxes.discard(producer.inbox)
         self._finishing.ended(producer)
         await self._fanout.remove(producer.key, "control", producer._on_control)
 

@@ -307,7 +307,11 @@ class Producer(ProducerCore):
 
     def _on_control(self, signal: Signal) -> None:
         if isinstance(signal, Control):
-            if signal.kind == "cancel" and signal.generation == self.generation:
+            if signal.generation != self.generation:
+                return
+            if signal.kind == "cancel":
                 self._stop("cancelled")
+            elif signal.kind == "inbox":
+                self.inbox.notify()
         elif isinstance(signal, StorageHint):
             self._on_hint(self)

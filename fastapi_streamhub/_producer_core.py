@@ -21,6 +21,7 @@ from ._config import HubConfig
 from ._errors import BackendUnavailableError
 from ._events import metadata_json, terminal_data
 from ._fanout import Fanout
+from ._inbox import Inbox
 from ._sources import EndsWith, Sources, StartTask
 from ._writer import Writer
 from .backends._base import Append, AppendOutcome, Backend, EventBatch, Gap
@@ -105,6 +106,8 @@ class ProducerCore:
         self._start_task = start_task
         self._sources: Sources | None = None
         self._ends_with: EndsWith = "all"
+        self.inbox = Inbox(key, generation)
+        """Messages posted to this generation, delivered here (`_inbox.py`)."""
 
     @property
     def stop_reason(self) -> StopReason | None:
