@@ -9,6 +9,8 @@ from ._errors import (
     HubNotStartedError,
     InvalidCursorError,
     InvalidKeyError,
+    JoinRefusedError,
+    NotRunningError,
     ProducerStoppedError,
     SessionBusyError,
     SessionNotFoundError,
@@ -29,6 +31,7 @@ from ._http_errors import (
 )
 from ._hub import StreamHub
 from ._jobs import JobOutcome, StreamJob
+from ._joined import JoinedSource
 from ._mount import mount_stream_routes
 from ._policy import StreamPolicy
 from ._producer import Producer
@@ -50,6 +53,9 @@ __all__ = [
     "InvalidKeyError",
     "InvalidKeyHTTPError",
     "JobOutcome",
+    "JoinRefusedError",
+    "JoinedSource",
+    "NotRunningError",
     "Producer",
     "ProducerStoppedError",
     "ResultEvent",

@@ -10,6 +10,7 @@ Hierarchy::
     ├── SessionBusyError        the key is active and owned by another instance (HTTP 409)
     ├── NotRunningError         no generation of the key is running to take a message (HTTP 409)
     ├── InboxFullError          the running generation holds as many messages as it may (HTTP 429)
+    ├── JoinRefusedError        the generation's owner did not accept a joined source
     ├── BackendUnavailableError the storage did not answer (a retry may succeed)
     ├── ProducerStoppedError    publish after the producer ended (cancelled, fenced, closed)
     │   └── StaleGenerationError  the producer's generation is no longer current
@@ -59,6 +60,19 @@ class NotRunningError(StreamHubError):
     def __init__(self, key: str) -> None:
         super().__init__(f"no generation of stream {key!r} is running")
         self.key = key
+
+
+class JoinRefusedError(StreamHubError):
+    """The generation's owner did not accept a join: the source name is taken in this
+    generation, or the owner did not answer in time."""
+
+    def __init__(self, key: str, source: str, timeout_s: float) -> None:
+        super().__init__(
+            f"source {source!r} could not join stream {key!r}: its owner did not accept it "
+            f"within {timeout_s} s (is the name taken in this generation?)"
+        )
+        self.key = key
+        self.source = source
 
 
 class InboxFullError(StreamHubError):

@@ -18,7 +18,9 @@ SOURCE_EVENT: Final = "source"
 """The event name that carries an event of a source other than the first (`_sources.py`)."""
 MAIN_SOURCE: Final = "main"
 """The name of a generation's first source: its events are sent as they always were."""
-RESERVED_EVENTS: Final = TERMINAL_EVENTS | {"reset", "message", SOURCE_EVENT}
+JOINED_EVENT: Final = "joined"
+"""The first event of a source another process joined (inside its envelope)."""
+RESERVED_EVENTS: Final = TERMINAL_EVENTS | {"reset", "message", SOURCE_EVENT, JOINED_EVENT}
 
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 

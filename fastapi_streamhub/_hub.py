@@ -42,6 +42,8 @@ from ._jobs import (
     send_job,
     wait_for_end,
 )
+from ._join_wire import INBOX_KIND
+from ._joined import JoinedSource
 from ._keys import validate_key
 from ._leases import LeaseKeeper
 from ._local import LocalProducers
@@ -307,6 +309,7 @@ class StreamHub:
         )
         self._producers.add(producer)
         self._inboxes.add(producer.inbox)
+        producer.inbox.on(INBOX_KIND, producer._on_source_message)
         self._fanout.open_local(key, generation)
         self._require_supervisor().guard(
             f"control watch {key!r}", lambda: self._watch_control(producer)
@@ -394,6 +397,34 @@ class StreamHub:
 
         self._require_supervisor().guard(
             f"producer {producer.key!r}", lambda: producer._run_task(run), failed
+        )
+
+    def join(
+        self,
+        key: str,
+        *,
+        source: str,
+        lease_s: float | None = None,
+        accept_timeout_s: float | None = None,
+    ) -> JoinedSource:
+        """Join the running generation of `key`, wherever it was started, as one more
+        source named `source`: `async with hub.join(key, source="worker-3") as joined:`.
+
+        Its events go to the generation's owner, which writes them in the one order of
+        the generation. `lease_s` (the hub's `lease_ttl_s` by default) is how long the
+        owner waits for this process before it ends the source as `producer_lost`;
+        `accept_timeout_s` (the same by default), how long the join waits to be accepted.
+        Opening it raises `SessionNotFoundError`, `NotRunningError` (no generation runs)
+        or `JoinRefusedError` (the name is taken in this generation).
+        """
+        self._require_supervisor()
+        default = self.config.lease_ttl_s
+        return JoinedSource(
+            self,
+            validate_key(key),
+            source,
+            lease_s=lease_s or default,
+            accept_timeout_s=accept_timeout_s or default,
         )
 
     def get(self, key: str) -> Producer | None:

@@ -22,6 +22,7 @@ from ._errors import ProducerStoppedError, StaleGenerationError
 from ._events import (
     MAIN_SOURCE,
     SOURCE_EVENT,
+    TERMINAL_EVENTS,
     StreamEvent,
     UnsupportedChunkError,
     encode_chunk,
@@ -30,6 +31,8 @@ from ._events import (
 )
 from ._fanout import Signal
 from ._feed import feed
+from ._inbox import InboxMessage
+from ._join_owner import JoinedSources
 from ._producer_core import ProducerCore, ProducerPhase, StopReason
 from ._source import Source
 from ._sources import EndsWith, Sources, validate_ends_with, validate_source
@@ -257,18 +260,49 @@ class Producer(ProducerCore):
             ValueError: `name` is not 1 to 100 printable characters, or is taken.
             RuntimeError: this producer was not started by a hub.
         """
-        if self._start_task is None:
-            raise RuntimeError("only a producer started by a StreamHub can spawn sources")
-        sources = self._add_source(name)
+        self._add_source(name)
         source = Source(self, name)
-        sources.expect_task(name)
 
         async def run() -> None:
             CURRENT.set(self)
             await feed(source, stream)
 
-        self._start_task(f"source {name!r} of {self.key!r}", lambda: sources.run_task(name, run))
+        self._start_source_task(name, run)
         return source
+
+    def _start_source_task(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run `run` in a task of the hub's, stopped with the generation's sources."""
+        sources, start_task = self._sources, self._start_task
+        if sources is None or start_task is None:
+            raise RuntimeError("only a producer started by a StreamHub runs source tasks")
+        sources.expect_task(name)
+        start_task(f"source {name!r} of {self.key!r}", lambda: sources.run_task(name, run))
+
+    def _on_source_message(self, message: InboxMessage) -> None:
+        """A joined source's message, from the inbox (`_join_owner.py`)."""
+        if self._joined is None:
+            self._joined = JoinedSources(self)
+        self._joined.on_message(message)
+
+    def _join_source(self, name: str, join_id: str) -> None:
+        """Accept another process's join: its `joined` event tells it so."""
+        sources = self._add_source(name)
+        self._enqueue(SOURCE_EVENT, sources.wrap(name, "joined", terminal_data(id=join_id)))
+
+    def _publish_joined(self, name: str, pairs: list[tuple[str | None, str]]) -> None:
+        """Buffer a joined source's events: no waiting (the inbox bounds how many come)."""
+        sources = self._sources
+        for event, data in pairs:
+            if sources is None or not sources.running(name) or event in TERMINAL_EVENTS:
+                return
+            size = len(data) if data.isascii() else len(data.encode("utf-8", "replace"))
+            limit = self._limit_exceeded(size)
+            if limit is not None:
+                logger.warning("stream %r (generation %s): %s", self.key, self.generation, limit)
+                self._end_generation("error", terminal_data(message=limit, reason="limit"))
+                return
+            self._bytes += size
+            self._enqueue(SOURCE_EVENT, sources.wrap(name, event, data))
 
     def _source_running(self, name: str) -> bool:
         return self._sources is not None and self._sources.running(name)

@@ -27,6 +27,7 @@ from ._writer import Writer
 from .backends._base import Append, AppendOutcome, Backend, EventBatch, Gap
 
 if TYPE_CHECKING:
+    from ._join_owner import JoinedSources
     from ._producer import Producer
 
 logger = logging.getLogger("fastapi_streamhub")
@@ -106,6 +107,7 @@ class ProducerCore:
         self._start_task = start_task
         self._sources: Sources | None = None
         self._ends_with: EndsWith = "all"
+        self._joined: JoinedSources | None = None
         self.inbox = Inbox(key, generation)
         """Messages posted to this generation, delivered here (`_inbox.py`)."""
 

@@ -1,0 +1,110 @@
+"""The sources that other processes joined, as the generation's owner keeps them.
+
+A joined process posts its events to the generation's inbox (`_join_wire.py`); the
+inbox hands them to the owner in the order storage accepted them, and the owner, the
+generation's single writer, buffers them like any local event: storage decides the
+order, and seqs stay gapless. Each joined source is fenced by the token of its join
+and leased on its own: every message renews its lease, and one that lapses (the
+process died, or stalled) ends that source alone with `error` (`producer_lost`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Final
+
+import anyio
+
+from ._errors import ProducerStoppedError
+from ._events import terminal_data
+from ._join_wire import JoinMessage, decode, pairs_of
+
+if TYPE_CHECKING:
+    from ._inbox import InboxMessage
+    from ._producer import Producer
+
+logger = logging.getLogger("fastapi_streamhub")
+
+PRODUCER_LOST: Final = terminal_data(
+    message="The source stopped answering.", reason="producer_lost"
+)
+LEASE_TASK: Final = "\njoined leases"
+"""The name of the task that ends lapsed sources (no source name holds a newline)."""
+
+
+class JoinedSources:
+    """One generation's joined sources: their tokens and lease deadlines."""
+
+    def __init__(self, producer: Producer) -> None:
+        self._producer = producer
+        self._tokens: dict[str, str] = {}
+        self._lease_s: dict[str, float] = {}
+        self._deadlines: dict[str, float] = {}
+        self._taken: dict[str, int] = {}
+        self._changed = anyio.Event()
+        self._watching = False
+
+    def on_message(self, message: InboxMessage) -> None:
+        """A plain call from the inbox, in accepted order: buffer, never wait."""
+        decoded = decode(message.payload)
+        name = message.source
+        if decoded is None:
+            logger.warning("stream %r: a source message this release cannot read", self._key)
+        elif decoded.op == "J":
+            self._join(name, decoded)
+        elif self._tokens.get(name) != decoded.token or not self._producer._source_running(name):
+            logger.info("stream %r: a message of source %r under a stale token", self._key, name)
+        elif decoded.n > self._taken[name]:
+            self._taken[name] = decoded.n
+            self._deadlines[name] = anyio.current_time() + self._lease_s[name]
+            if decoded.op == "E":
+                self._producer._publish_joined(name, pairs_of(decoded.fields))
+            elif decoded.op == "X":
+                self._forget(name)
+                self._producer._end_source(name, decoded.fields[0], decoded.fields[1])
+
+    @property
+    def _key(self) -> str:
+        return self._producer.key
+
+    def _join(self, name: str, message: JoinMessage) -> None:
+        join_id, lease_ms = message.fields
+        if self._tokens.get(name) == message.token:
+            return  # the same join, posted again after a lost reply
+        try:
+            self._producer._join_source(name, join_id)
+        except (ValueError, ProducerStoppedError) as exc:
+            logger.warning("stream %r: the join of source %r was refused: %s", self._key, name, exc)
+            return
+        self._tokens[name] = message.token
+        self._taken[name] = 0
+        self._lease_s[name] = int(lease_ms) / 1000
+        self._deadlines[name] = anyio.current_time() + self._lease_s[name]
+        self._changed.set()
+        if not self._watching:
+            self._watching = True
+            self._producer._start_source_task(LEASE_TASK, self._watch)
+
+    def _forget(self, name: str) -> None:
+        self._deadlines.pop(name, None)
+        self._changed.set()
+
+    async def _watch(self) -> None:
+        """End each joined source whose lease lapsed; return once none is running."""
+        try:
+            while True:
+                now = anyio.current_time()
+                for name, deadline in list(self._deadlines.items()):
+                    if not self._producer._source_running(name):
+                        self._forget(name)
+                    elif deadline <= now:
+                        logger.warning("stream %r: source %r lost its lease", self._key, name)
+                        self._forget(name)
+                        self._producer._end_source(name, "error", PRODUCER_LOST)
+                if not self._deadlines:
+                    return
+                self._changed = anyio.Event()
+                with anyio.move_on_after(min(self._deadlines.values()) - now):
+                    await self._changed.wait()
+        finally:
+            self._watching = False
