@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, Self
 
 import anyio
-from anyio.abc import TaskGroup
 
 from . import _join_wire as wire
 from ._cursor import Cursor
@@ -80,7 +79,7 @@ class JoinedSource:
         self._wake = anyio.Event()
         self._room = anyio.Event()
         self._runs: set[anyio.CancelScope] = set()
-        self._group: TaskGroup | None = None
+        self._tasks: list[tuple[anyio.CancelScope, anyio.Event]] = []
 
     @property
     def key(self) -> str:
@@ -126,17 +125,28 @@ class JoinedSource:
             self._key, after=Cursor(status.generation, status.last_seq)
         )
         await subscription.open()
-        group = self._group = anyio.create_task_group()
-        await group.__aenter__()
+        self._start("follow", lambda: self._follow(subscription.batches(), status.last_seq))
         try:
-            group.start_soon(self._follow, subscription.batches(), status.last_seq)
             await self._join()
         except BaseException:
-            self._stop("refused")
-            await self._close_group()
+            await self.aclose()
             raise
-        group.start_soon(self._post_loop)
+        self._start("post", self._post_loop)
         return self
+
+    def _start(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run `run` as a task of the hub's, until it returns or `aclose`."""
+        scope, done = anyio.CancelScope(), anyio.Event()
+        self._tasks.append((scope, done))
+
+        async def task() -> None:
+            try:
+                with scope:
+                    await run()
+            finally:
+                done.set()
+
+        self._hub._require_supervisor().guard(f"joined source {self._name!r} {name}", task)
 
     async def _join(self) -> None:
         lease_ms = int(self._lease_s * 1000)
@@ -324,13 +334,14 @@ class JoinedSource:
         """Stop following the stream and posting; safe to call twice. Call `close` first
         to end the source with `done` (`async with` does)."""
         self._stop("closed")
-        await self._close_group()
+        self._halt()
+        for _, done in self._tasks:
+            await done.wait()
 
-    async def _close_group(self) -> None:
-        group, self._group = self._group, None
-        if group is not None:
-            group.cancel_scope.cancel()
-            await group.__aexit__(None, None, None)
+    def _halt(self) -> None:
+        """Stop this process's tasks of the source at once, without a word to the owner."""
+        for scope, _ in self._tasks:
+            scope.cancel()
 
     async def __aenter__(self) -> Self:
         return await self.open()

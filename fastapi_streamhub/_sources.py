@@ -123,7 +123,7 @@ class Sources:
         try:
             with anyio.CancelScope() as scope:
                 task.scope = scope
-                if self._interrupted or name not in self._running:
+                if self._interrupted or (name in self._prefixes and name not in self._running):
                     scope.cancel()
                 await body()
         finally:

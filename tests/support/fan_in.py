@@ -11,11 +11,11 @@ from fastapi_streamhub import StreamEvent
 
 
 def by_source(events: Sequence[StreamEvent]) -> dict[str, list[object]]:
-    """What each source produced, in its order, ends excluded."""
+    """What each source produced, in its order, `joined` and ends excluded."""
     found: dict[str, list[object]] = {}
     for event in events:
         sourced = event.sourced
-        if not sourced.terminal:
+        if not sourced.terminal and sourced.event != "joined":
             found.setdefault(sourced.source, []).append(sourced.value)
     return found
 
