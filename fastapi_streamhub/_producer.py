@@ -225,6 +225,11 @@ class Producer(ProducerCore):
             return [MAIN_SOURCE] if self._phase is ProducerPhase.RUNNING else []
         return list(self._sources)
 
+    @property
+    def ended_sources(self) -> list[str]:
+        """The sources of this generation that have ended, in the order they did."""
+        return [] if self._sources is None else list(self._sources.ended)
+
     def source(self, name: str) -> Source:
         """Start another source of this generation, named `name`, written by the caller:
         `async with producer.source("search") as search: await search.publish(...)`.

@@ -81,6 +81,8 @@ class Sources:
         self.ends_with: EndsWith = ends_with
         self._prefixes: dict[str, str] = {MAIN_SOURCE: envelope_prefix(MAIN_SOURCE)}
         self._running: set[str] = {MAIN_SOURCE}
+        self.ended: list[str] = []
+        """The sources that have ended, in the order they did."""
         self._tasks: dict[str, _Task] = {}
         self._interrupted = False
 
@@ -112,6 +114,7 @@ class Sources:
         if name not in self._running:
             return False
         self._running.discard(name)
+        self.ended.append(name)
         return True
 
     def wrap(self, name: str, event: str | None, data: str) -> str:
