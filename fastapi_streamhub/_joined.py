@@ -83,6 +83,7 @@ class JoinedSource:
 
     @property
     def key(self) -> str:
+        """The stream key of the generation joined."""
         return self._key
 
     @property
