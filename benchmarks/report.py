@@ -112,7 +112,24 @@ def checks(all_rows: list[Row]) -> list[Check]:
         check("S5 median first event <= baseline + 3 ms", "s5.median", lambda v: v <= 3),
         _compact_bytes(by_key),
         _compact_replay(by_key),
+        *(
+            check(
+                f"S8 fan-in {what} per token <= 1.2x single source, {shape}",
+                key,
+                _at_most_1_2,
+                raw=True,
+            )
+            for shape, prefix in (("1 x 8 sources", "s8.one"), ("200 x 3 sources", "s8.many"))
+            for what, key in (
+                ("CPU", f"{prefix}_cpu_ratio"),
+                ("Redis commands", f"{prefix}_cmds_ratio"),
+            )
+        ),
     ]
+
+
+def _at_most_1_2(ratio: float) -> bool:
+    return ratio <= 1.2
 
 
 def _redis(by_key: dict[str, Row], key: str) -> float | None:

@@ -65,7 +65,7 @@ def _run_one(
             name = label.replace(", round ", "-r").replace("/", "of")
             out = profile_dir / f"s{number}-{name}.txt"
             stack.enter_context(profiling.recording(server.pid, out))
-        ctx = Context(server, redis if target == "redis" else None, sizes)
+        ctx = Context(server, redis if target == "redis" else None, sizes, target)
         return asyncio.run(scenario.run(ctx))
 
 

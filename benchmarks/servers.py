@@ -20,6 +20,9 @@ readers can attach before the stream goes live), `BENCH_TEXT` (1: the tokens are
 text of a long answer, `benchmarks/answer_text.py`, instead of JSON objects),
 `BENCH_COMPACT_AFTER_S` (the hub's `compact_after_s`; fastapi-streamhub also serves
 `POST /compact/{chat_id}`, which compacts a finished stream now), `BENCH_REDIS_URL`.
+fastapi-streamhub's start route also takes `?sources=<k>&tokens=<n>`: the stream's n
+tokens are then written by k sources of one generation (`producer.spawn`), each with its
+share of them at k times the pace, so the stream keeps the rate of a single-source one.
 """
 
 from __future__ import annotations
@@ -62,16 +65,24 @@ class Workload:
     def gate(self, chat_id: str) -> asyncio.Event:
         return self.gates.setdefault(chat_id, asyncio.Event())
 
-    async def tokens_for(self, chat_id: str) -> AsyncIterator[dict[str, Any] | str]:
+    async def tokens_for(
+        self, chat_id: str, sources: int = 1, tokens: int | None = None, index: int = 0
+    ) -> AsyncIterator[dict[str, Any] | str]:
         """Token payloads stamped with their send time (`t`, `time.time()`), or with
-        `BENCH_TEXT` the answer's text tokens."""
+        `BENCH_TEXT` the answer's text tokens. With `sources`, the share of source
+        `index`: its part of the tokens at `sources` times the pace, its phase shifted by
+        its index, so that all of them together keep the rate and the spacing of one
+        stream (sources in step would hand the writer bursts, cheaper to store)."""
         if self.text:
             for token in answer_tokens(self.tokens):
                 yield token
             return
-        for i in range(1, self.tokens + 1):
-            if i > 1 and self.pace_s:
-                await asyncio.sleep(self.pace_s)
+        pace_s = self.pace_s * sources
+        if index:
+            await asyncio.sleep(self.pace_s * index)
+        for i in range(1, (tokens or self.tokens) // sources + 1):
+            if i > 1 and pace_s:
+                await asyncio.sleep(pace_s)
             yield {"i": i, "t": time.time(), "text": TEXT}
             if i == 1 and self.gated:
                 await self.gate(chat_id).wait()
@@ -152,7 +163,8 @@ def create_baseline_app() -> FastAPI:
 
 def create_streamhub_app() -> FastAPI:
     """fastapi-streamhub, memory backend unless `BENCH_REDIS_URL` is set."""
-    from fastapi_streamhub import StreamHub, resumable_stream  # the baseline never loads it
+    # the baseline never loads it
+    from fastapi_streamhub import StreamHub, current_producer, resumable_stream
 
     workload = Workload.from_env()
     url = os.environ.get("BENCH_REDIS_URL")
@@ -167,8 +179,14 @@ def create_streamhub_app() -> FastAPI:
 
     @app.post("/chat/{chat_id}")
     @resumable_stream("chat:{chat_id}")
-    async def chat(chat_id: str) -> AsyncIterator[dict[str, Any] | str]:
-        async for payload in workload.tokens_for(chat_id):
+    async def chat(
+        chat_id: str, sources: int = 1, tokens: int | None = None
+    ) -> AsyncIterator[dict[str, Any] | str]:
+        producer = current_producer()
+        for index in range(1, sources):
+            share = workload.tokens_for(chat_id, sources, tokens, index)
+            producer.spawn(f"tool-{index}", share)
+        async for payload in workload.tokens_for(chat_id, sources, tokens):
             yield payload
 
     @app.post("/compact/{chat_id}")

@@ -24,6 +24,14 @@ class Sizes:
     s6_subscribers: int = 500
     s7_tokens: int = 10_000
     s7_repeats: int = 3
+    s8_one_sources: int = 8
+    s8_one_tokens: int = 1600
+    s8_many_streams: int = 200
+    s8_many_sources: int = 3
+    s8_many_tokens: int = 150
+    s8_pace_ms: float = 20.0
+    """The pace of each source; a single-source stream of the same rate is k times faster."""
+    s8_rounds: int = 3
 
 
 FULL = Sizes()
@@ -42,4 +50,8 @@ SMOKE = Sizes(
     s6_subscribers=10,
     s7_tokens=500,
     s7_repeats=1,
+    s8_one_tokens=160,
+    s8_many_streams=10,
+    s8_many_tokens=30,
+    s8_rounds=1,
 )

@@ -134,6 +134,8 @@ class SSEStream:
         self.events = 0
         self.resumes = 0
         self.latencies: list[float] = []
+        self.sources = 1
+        self.source_ends = 0
         self.first_event: asyncio.Future[float] = loop.create_future()
         self.finished: asyncio.Future[None] = loop.create_future()
         self._port = port
@@ -216,6 +218,8 @@ class SSEStream:
             self.first_event.set_result(time.perf_counter())
         if event == b"done":
             self._done = True
+        elif event == b"source" and self.sources > 1:
+            self._source_event(data, now)
         elif event:
             raise StreamBrokenError(f"{self.label}: unexpected {event!r} event: {data[:300]!r}")
         else:
@@ -225,6 +229,19 @@ class SSEStream:
             if self.text_events is not None:
                 self.text_events.append(data)
 
+    def _source_event(self, data: bytes, now: float) -> None:
+        """An event of a source other than the first: a token, or that source's `done`."""
+        envelope = json.loads(data)
+        inner = envelope.get("event")
+        if inner is None:
+            self.events += 1
+            if self._latency:
+                self.latencies.append(now - envelope["data"]["t"])
+        elif inner == "done":
+            self.source_ends += 1
+        else:
+            raise StreamBrokenError(f"{self.label}: a source ended badly: {data[:300]!r}")
+
     @property
     def text(self) -> str:
         """The text events, decoded and joined (for a stream read as `text`)."""
@@ -233,6 +250,10 @@ class SSEStream:
     def _finish(self) -> None:
         if self._tokens is not None and self.text_events is None and self.events != self._tokens:
             msg = f"{self.label}: {self.events} events, expected {self._tokens}"
+            self._fail(StreamBrokenError(msg))
+            return
+        if self.sources > 1 and self.source_ends != self.sources:
+            msg = f"{self.label}: {self.source_ends} sources ended, expected {self.sources}"
             self._fail(StreamBrokenError(msg))
             return
         self.ended_at = time.perf_counter()
@@ -256,16 +277,20 @@ async def open_stream(
     tokens: int | None = None,
     latency: bool = False,
     text: bool = False,
+    sources: int | None = None,
 ) -> SSEStream:
-    """Start chat's stream (`POST /chat/{chat}`) or read it (`GET .../stream`).
+    """Start chat's stream (`POST /chat/{chat}`) or read it (`GET .../stream`); with
+    `sources`, a stream of `tokens` tokens written by that many sources of one generation.
 
     Returns once the request is sent; the stream is read in the background. Its
     clock (`started_at`) starts before the connection is made, as a browser's would.
     """
     stream = SSEStream(port, chat, first_seq, tokens, latency, text)
+    stream.sources = sources or 1
     stream.started_at = time.perf_counter()
     if start:
-        await stream.connect("POST", f"/chat/{chat}", None)
+        query = "" if sources is None else f"?sources={sources}&tokens={tokens}"
+        await stream.connect("POST", f"/chat/{chat}{query}", None)
     else:
         stream.last_id = after
         await stream.connect("GET", f"/chat/{chat}/stream", after)

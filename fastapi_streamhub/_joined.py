@@ -16,15 +16,13 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, Self
+from typing import TYPE_CHECKING, Self
 
 import anyio
 
 from . import _join_wire as wire
 from ._cursor import Cursor
 from ._errors import (
-    BackendUnavailableError,
-    InboxFullError,
     JoinRefusedError,
     NotRunningError,
     ProducerStoppedError,
@@ -35,17 +33,13 @@ from ._errors import (
 )
 from ._events import JOINED_EVENT, SOURCE_EVENT, StreamEvent, encode_chunk, terminal_data
 from ._feed import feed
+from ._join_poster import Poster
 from ._sources import envelope_prefix, validate_source
-from .backends._base import Posted
 
 if TYPE_CHECKING:
     from ._hub import StreamHub
 
 logger = logging.getLogger("fastapi_streamhub")
-
-_BATCH_EVENTS: Final = 256
-_BATCH_CHARS: Final = 64 * 1024
-_MAX_BACKOFF_S: Final = 1.0
 
 
 class JoinedSource:
@@ -70,14 +64,13 @@ class JoinedSource:
         self._join_id = secrets.token_urlsafe(8)
         self._prefix = envelope_prefix(name) + ","
         self._generation = ""
-        self._pending: list[tuple[str | None, str]] = []
-        self._posted = 0
-        self._end: tuple[str, str] | None = None
+        self._end: str | None = None
         self._reason: str | None = None
         self._accepted = anyio.Event()
         self._stopped = anyio.Event()
-        self._wake = anyio.Event()
-        self._room = anyio.Event()
+        self._poster = Poster(
+            hub.backend, hub.config, key=key, name=name, token=self._token, on_stop=self._stop
+        )
         self._runs: set[anyio.CancelScope] = set()
         self._tasks: list[tuple[anyio.CancelScope, anyio.Event]] = []
 
@@ -132,7 +125,8 @@ class JoinedSource:
         except BaseException:
             await self.aclose()
             raise
-        self._start("post", self._post_loop)
+        self._poster.generation = self._generation
+        self._start("post", lambda: self._poster.run(self._lease_s))
         return self
 
     def _start(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
@@ -151,7 +145,7 @@ class JoinedSource:
 
     async def _join(self) -> None:
         lease_ms = int(self._lease_s * 1000)
-        posted = await self._post(wire.join(self._token, self._join_id, lease_ms))
+        posted = await self._poster.post(wire.join(self._token, self._join_id, lease_ms))
         if posted.generation != self._generation:
             raise NotRunningError(self._key)
         with anyio.move_on_after(self._accept_timeout_s):
@@ -160,22 +154,6 @@ class JoinedSource:
             if self._stopped.is_set():
                 raise NotRunningError(self._key)
             raise JoinRefusedError(self._key, self._name, self._accept_timeout_s)
-
-    async def _post(self, payload: str) -> Posted:
-        outcome = await self._hub.backend.post(
-            self._key,
-            kind=wire.INBOX_KIND,
-            payload=payload,
-            source=self._name,
-            max_entries=self._config.max_events,
-        )
-        if outcome == "not_found":
-            raise SessionNotFoundError(self._key)
-        if outcome == "not_running":
-            raise NotRunningError(self._key)
-        if outcome == "full":
-            raise InboxFullError(self._key, self._config.max_events)
-        return outcome
 
     async def publish(self, chunk: object) -> None:
         """Append one chunk (as `Producer.publish`), attributed to this source.
@@ -190,10 +168,7 @@ class JoinedSource:
             limit = f"An event was larger than {self._config.max_event_bytes} bytes."
             await self.fail(limit, reason="limit")
             raise ProducerStoppedError(self._key, limit)
-        self._pending.append((name, data))
-        self._wake.set()
-        while len(self._pending) >= self._config.max_pending and self._reason is None:
-            await self._room.wait()
+        await self._poster.put(name, data)
         self._check_open()
 
     def _check_open(self) -> None:
@@ -211,8 +186,8 @@ class JoinedSource:
 
     async def _finish(self, event: str, data: str) -> None:
         if self._end is None and self._reason is None:
-            self._end = (event, data)
-            self._wake.set()
+            self._end = event
+            self._poster.finish(event, data)
         with anyio.move_on_after(self._config.write_deadline_s):
             await self._stopped.wait()
 
@@ -233,8 +208,7 @@ class JoinedSource:
         if self._reason is None:
             self._reason = reason
         self._stopped.set()
-        self._room.set()
-        self._wake.set()
+        self._poster.halt()
         for scope in self._runs:
             scope.cancel()
 
@@ -274,62 +248,6 @@ class JoinedSource:
             self._stop(sourced.event or "done")
             return True
         return False
-
-    async def _post_loop(self) -> None:
-        """Post what was published, one message in flight; a heartbeat when idle."""
-        heartbeat_s = self._lease_s / 4
-        while self._reason is None:
-            payload = self._next_payload()
-            if payload is None:
-                self._wake = anyio.Event()
-                with anyio.move_on_after(heartbeat_s) as idle:
-                    await self._wake.wait()
-                if not idle.cancelled_caught:
-                    continue
-                payload = wire.heartbeat(self._token, self._posted + 1)
-            self._posted += 1
-            if not await self._post_until_stored(payload):
-                return
-            if payload.startswith("X\n"):
-                return
-
-    def _next_payload(self) -> str | None:
-        if self._pending:
-            count, chars = 0, 0
-            for _, data in self._pending[:_BATCH_EVENTS]:
-                count, chars = count + 1, chars + len(data)
-                if chars > _BATCH_CHARS:
-                    break
-            batch, self._pending = self._pending[:count], self._pending[count:]
-            self._room.set()
-            self._room = anyio.Event()
-            return wire.events(self._token, self._posted + 1, batch)
-        if self._end is not None:
-            return wire.end(self._token, self._posted + 1, *self._end)
-        return None
-
-    async def _post_until_stored(self, payload: str) -> bool:
-        """Post, retrying while storage is away (the owner takes each message once)."""
-        backoff, since = 0.0, anyio.current_time()
-        while True:
-            try:
-                posted = await self._post(payload)
-            except BackendUnavailableError as exc:
-                if anyio.current_time() - since >= self._config.write_deadline_s:
-                    logger.error("source %r of %r: storage away: %s", self._name, self._key, exc)
-                    self._stop("unavailable")
-                    return False
-                backoff = min(max(backoff * 2, 0.05), _MAX_BACKOFF_S)
-                await anyio.sleep(backoff)
-                continue
-            except (NotRunningError, SessionNotFoundError, InboxFullError) as exc:
-                logger.warning("source %r of %r: %s", self._name, self._key, exc)
-                self._stop("generation_ended")
-                return False
-            if posted.generation != self._generation:
-                self._stop("generation_ended")
-                return False
-            return True
 
     async def aclose(self) -> None:
         """Stop following the stream and posting; safe to call twice. Call `close` first

@@ -138,8 +138,8 @@ async def test_a_stale_token_is_refused_without_touching_the_others(
         await owner.backend.post("fenced", kind="source", payload=stale, source="w", max_entries=99)
         await joined.publish("still mine")
         await stored(owner, "fenced", "still mine")
-        joined._posted += 1  # the number of a post whose reply was lost, sent again
-        twice = wire.events(joined._token, joined._posted, [(None, '"once"')])
+        joined._poster.posted += 1  # the number of a post whose reply was lost, sent again
+        twice = wire.events(joined._token, joined._poster.posted, [(None, '"once"')])
         for _ in range(2):
             await joiner.backend.post(
                 "fenced", kind="source", payload=twice, source="w", max_entries=99

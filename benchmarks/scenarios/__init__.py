@@ -8,6 +8,7 @@ from typing import Any
 
 from benchmarks.scenarios import (
     compaction,
+    fan_in,
     fanout,
     first_event,
     footprint,
@@ -25,6 +26,10 @@ def _once(sizes: Sizes) -> int:
 
 def _s2_rounds(sizes: Sizes) -> int:
     return sizes.s2_rounds
+
+
+def _s8_rounds(sizes: Sizes) -> int:
+    return sizes.s8_rounds
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ SCENARIOS = {
         Scenario(5, "time to first event", first_event.env, first_event.run),
         Scenario(6, "memory per stream and per subscriber", footprint.env, footprint.run),
         Scenario(7, "a finished answer, raw and compacted", compaction.env, compaction.run),
+        Scenario(8, "fan-in against single source", fan_in.env, fan_in.run, _s8_rounds),
     )
 }
 

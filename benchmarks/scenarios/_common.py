@@ -26,6 +26,7 @@ class Context:
     server: AppServer
     redis: RedisServer | None
     sizes: Sizes
+    target: str = ""
 
 
 @dataclass(frozen=True)
