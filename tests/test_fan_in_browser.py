@@ -118,6 +118,32 @@ def turns_in_storage(server: UvicornServer, chat_id: str) -> list[Turn]:
     return [(source, text) for source, text in turns]
 
 
+READ_WITH_EVENT_SOURCE = """chatId => new Promise((resolve, reject) => {
+  // What a page that only has the browser's EventSource makes of the stream.
+  const turns = [];
+  const add = (source, part) => {
+    const last = turns.at(-1);
+    if (last && last[0] === source) last[1] += part;
+    else turns.push([source, part]);
+  };
+  const source = new EventSource(`/agents/${chatId}/stream`);
+  source.onmessage = (e) => add("main", JSON.parse(e.data));
+  source.addEventListener("source", (e) => {
+    const { source: name, event, data } = JSON.parse(e.data);
+    if (["done", "error", "cancelled", "joined"].includes(event)) return;
+    add(name, event === undefined ? data : `${event}: ${JSON.stringify(data)}`);
+  });
+  source.addEventListener("done", () => { source.close(); resolve(turns); });
+  source.onerror = () => { source.close(); reject(new Error("the stream failed")); };
+})"""
+
+
+def turns_from_event_source(page: Page, chat_id: str) -> list[Turn]:
+    """The transcript the browser's own `EventSource` reads from the start."""
+    found: list[list[str]] = page.evaluate(READ_WITH_EVENT_SOURCE, chat_id)
+    return [(source, text) for source, text in found]
+
+
 def written(steps: list[str | Event]) -> str:
     """A source's whole text as the page shows it: its text, then its result chips."""
     text = "".join(step for step in steps if isinstance(step, str))
@@ -166,6 +192,7 @@ def test_a_reload_mid_answer_keeps_the_order_and_attribution_of_every_source(
     }
     assert len({source for source, _ in transcript}) == 3
     assert len(transcript) > 3, "the sources did not interleave"
+    assert turns_from_event_source(reloaded, chat_id) == transcript
     legend = reloaded.locator("#sources li").evaluate_all(
         "els => els.map(el => [el.dataset.source, el.dataset.ended])"
     )

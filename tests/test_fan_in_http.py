@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from fastapi_streamhub import StreamEvent
+from fastapi_streamhub.client import StreamClient
 from tests.support.fan_in import by_source, source_ends
 from tests.support.polling import eventually
 from tests.support.sse import SSE, read_events
@@ -101,6 +102,10 @@ async def test_three_sources_on_two_processes_one_order_for_every_reader(
     for cursor, received in resumed:
         seq = int(cursor.rpartition(":")[2])
         assert as_events(received) == events[seq:], cursor
+    async with StreamClient(b.base_url) as client:  # the Python client, on httpx-sse
+        read = [event async for event in client.attach("/fan/r1")]
+    assert read == events
+    assert [e.source for e in read] == [e.source for e in events]
 
 
 async def test_readers_resuming_mid_stream_on_either_instance_see_the_same_order(
