@@ -93,9 +93,11 @@ async def planner(
     prompt: str, *, tokens_per_s: float, call_tool: CallTool
 ) -> AsyncIterator[str | Event]:
     """The first source: starts the tool-callers, then writes its own text. The answer
-    ends once every source has ended (the hub's default, `ends_with = "all"`)."""
+    ends once every source has ended (the hub's default, `ends_with = "all"`); it waits
+    for the calculator (`expect`), however late its process joins."""
     producer = current_producer()
     producer.spawn("search", paced(search_steps(prompt), tokens_per_s, every=TOOL_STEP_TOKENS))
+    producer.expect("calculator")
     await call_tool(producer.key, prompt)
     async for token in paced(planner_tokens(prompt), tokens_per_s):
         yield token

@@ -28,6 +28,7 @@ logger = logging.getLogger("fastapi_streamhub")
 PRODUCER_LOST: Final = terminal_data(
     message="The source stopped answering.", reason="producer_lost"
 )
+NOT_JOINED: Final = terminal_data(message="The source did not join in time.", reason="not_joined")
 LEASE_TASK: Final = "\njoined leases"
 """The name of the task that ends lapsed sources (no source name holds a newline)."""
 
@@ -41,6 +42,7 @@ class JoinedSources:
         self._lease_s: dict[str, float] = {}
         self._deadlines: dict[str, float] = {}
         self._taken: dict[str, int] = {}
+        self._expected: set[str] = set()
         self._changed = anyio.Event()
         self._watching = False
 
@@ -67,19 +69,31 @@ class JoinedSources:
     def _key(self) -> str:
         return self._producer.key
 
+    def expect(self, name: str, within_s: float) -> None:
+        """Keep `name` (already started as a source) for a process that will join as it;
+        if none has joined within `within_s`, end it with `error` (`not_joined`)."""
+        self._expected.add(name)
+        self._deadlines[name] = anyio.current_time() + within_s
+        self._watch_leases()
+
     def _join(self, name: str, message: JoinMessage) -> None:
         join_id, lease_ms = message.fields
         if self._tokens.get(name) == message.token:
             return  # the same join, posted again after a lost reply
+        expected = name in self._expected and self._producer._source_running(name)
         try:
-            self._producer._join_source(name, join_id)
+            self._producer._join_source(name, join_id, expected=expected)
         except (ValueError, ProducerStoppedError) as exc:
             logger.warning("stream %r: the join of source %r was refused: %s", self._key, name, exc)
             return
+        self._expected.discard(name)
         self._tokens[name] = message.token
         self._taken[name] = 0
         self._lease_s[name] = int(lease_ms) / 1000
         self._deadlines[name] = anyio.current_time() + self._lease_s[name]
+        self._watch_leases()
+
+    def _watch_leases(self) -> None:
         self._changed.set()
         if not self._watching:
             self._watching = True
@@ -88,6 +102,15 @@ class JoinedSources:
     def _forget(self, name: str) -> None:
         self._deadlines.pop(name, None)
         self._changed.set()
+
+    def _lapsed(self, name: str) -> None:
+        self._forget(name)
+        if name in self._expected:
+            logger.warning("stream %r: no process joined as source %r in time", self._key, name)
+            self._producer._end_source(name, "error", NOT_JOINED)
+        else:
+            logger.warning("stream %r: source %r lost its lease", self._key, name)
+            self._producer._end_source(name, "error", PRODUCER_LOST)
 
     async def _watch(self) -> None:
         """End each joined source whose lease lapsed; return once none is running."""
@@ -98,9 +121,7 @@ class JoinedSources:
                     if not self._producer._source_running(name):
                         self._forget(name)
                     elif deadline <= now:
-                        logger.warning("stream %r: source %r lost its lease", self._key, name)
-                        self._forget(name)
-                        self._producer._end_source(name, "error", PRODUCER_LOST)
+                        self._lapsed(name)
                 if not self._deadlines:
                     return
                 self._changed = anyio.Event()

@@ -152,13 +152,37 @@ class SourcedProducer(ProducerCore):
 
     def _on_source_message(self, message: InboxMessage) -> None:
         """A joined source's message, from the inbox (`_join_owner.py`)."""
+        self._joined_sources().on_message(message)
+
+    def expect(self, name: str, *, within_s: float | None = None) -> None:
+        """Keep the generation open for a source that another process will join as
+        `name` (`hub.join(key, source=name)`): it counts as running from now on, so the
+        generation does not end before it has joined and ended. If no process has joined
+        as `name` within `within_s` (the hub's `start_timeout_s` by default), the source
+        ends with `error` (`not_joined`).
+
+        Raises:
+            ProducerStoppedError: the generation has ended (or reached its event limit).
+            ValueError: `name` is not 1 to 100 printable characters, or is taken.
+            RuntimeError: this producer was not started by a hub.
+        """
+        if self._start_task is None:
+            raise RuntimeError("only a producer started by a StreamHub expects joined sources")
+        self._add_source(name)
+        within = self._config.start_timeout_s if within_s is None else within_s
+        self._joined_sources().expect(name, within)
+
+    def _joined_sources(self) -> JoinedSources:
         if self._joined is None:
             self._joined = JoinedSources(cast("Producer", self))
-        self._joined.on_message(message)
+        return self._joined
 
-    def _join_source(self, name: str, join_id: str) -> None:
-        """Accept another process's join: its `joined` event tells it so."""
-        sources = self._add_source(name)
+    def _join_source(self, name: str, join_id: str, *, expected: bool = False) -> None:
+        """Accept another process's join: its `joined` event tells it so. An expected
+        name is already a running source."""
+        sources = self._sources if expected else self._add_source(name)
+        if sources is None:
+            raise ValueError(f"source {name!r} was not expected")
         self._enqueue(SOURCE_EVENT, sources.wrap(name, "joined", terminal_data(id=join_id)))
 
     def _publish_joined(self, name: str, pairs: list[tuple[str | None, str]]) -> None:

@@ -244,3 +244,47 @@ async def test_a_joined_generator_is_fed_like_the_first_source(
     assert source_ends(events) == {"main": "done", "local": "done", "w": "error"}
     error = next(e.sourced.value for e in events if e.source == "w" and e.sourced.terminal)
     assert error == {"message": "The stream failed.", "reason": "failed"}
+
+
+async def test_an_expected_source_keeps_the_generation_open_until_it_joins(
+    hubs: tuple[StreamHub, StreamHub],
+) -> None:
+    owner, joiner = hubs
+    producer, _ = await owner.register("expected")
+    producer.expect("w")
+    await producer.publish("handed to a worker")
+    closing = anyio.Event()
+
+    async def close_first() -> None:
+        await producer.close()
+        closing.set()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(close_first)
+        await stored(owner, "expected", {})  # the first source's own end
+        assert not closing.is_set() and producer.stop_reason is None
+        async with joiner.join("expected", source="w") as joined:
+            await joined.publish("late but welcome")
+    events = await collect(owner, "expected")
+    assert_fanned_in(
+        events,
+        {"main": ["handed to a worker"], "w": ["late but welcome"]},
+        {"main": "done", "w": "done"},
+    )
+
+
+async def test_an_expected_source_that_never_joins_ends_as_not_joined(
+    hubs: tuple[StreamHub, StreamHub],
+) -> None:
+    owner, _ = hubs
+    producer, _ = await owner.register("never")
+    producer.expect("w", within_s=0.3)
+    with pytest.raises(ValueError, match="source"):
+        producer.expect("w")
+    assert await producer.close() == "done"
+    events = await collect(owner, "never")
+    assert source_ends(events) == {"main": "done", "w": "error"}
+    assert events[-2].sourced.value == {
+        "message": "The source did not join in time.",
+        "reason": "not_joined",
+    }
