@@ -17,6 +17,12 @@ import httpx
 import pytest
 
 from fastapi_streamhub import mount_stream_routes
+from fastapi_streamhub.client import (
+    StreamClient,
+    StreamConflictError,
+    StreamNotFoundError,
+    StreamRequestError,
+)
 from tests.apps.steer_app import create_app
 from tests.support.polling import eventually
 from tests.support.redis_faults import command
@@ -255,3 +261,35 @@ def test_steer_is_in_the_schema_with_its_body_and_answers() -> None:
     schema = operation["responses"]["202"]["content"]["application/json"]["schema"]
     assert schema == {"$ref": "#/components/schemas/SteerBody"}
     assert json.dumps(operation)  # serialisable as served
+
+
+async def test_the_python_client_steers_and_names_each_refusal(
+    make_uvicorn_server: MakeServer,
+) -> None:
+    server = start(make_uvicorn_server, None)
+    rid = run_id()
+    readers = Readers()
+    async with (
+        server.client() as http,
+        StreamClient(server.base_url) as client,
+        anyio.create_task_group() as group,
+    ):
+        with pytest.raises(StreamNotFoundError):
+            await client.steer(f"/chat/{rid}", "hello")
+        group.start_soon(readers.follow, "a", http, "POST", f"/chat/{rid}", {})
+
+        async def started() -> bool:
+            return int((await record(http, rid))["yielded"]) >= 1
+
+        await eventually(started)
+        steered = await client.steer(f"/chat/{rid}", "short")
+        assert steered.key == f"chat:{rid}"
+        await wait_steered(http, rid, ["short"])
+        with pytest.raises(StreamRequestError) as too_big:
+            await client.steer(f"/chat/{rid}", "x" * 2000)
+        assert too_big.value.status_code == 413
+        await client.steer(f"/chat/{rid}", "stop")
+    async with StreamClient(server.base_url) as client:
+        with pytest.raises(StreamConflictError):
+            await client.steer(f"/chat/{rid}", "too late")
+    assert steers(readers.events["a"])[0]["id"] == steered.id

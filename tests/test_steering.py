@@ -4,7 +4,8 @@ on every backend, and the stream records each as a `steer` event."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 
 import anyio
 import pytest
@@ -16,6 +17,7 @@ from fastapi_streamhub import (
     SteeringMessage,
     StreamEvent,
     StreamHub,
+    StreamJob,
     current_producer,
 )
 from fastapi_streamhub._runner import drive
@@ -134,3 +136,38 @@ async def test_oversized_or_unencodable_messages_are_refused(
         await hub.steer("k", {"not json": object()})
     await producer.close()
     assert [e.event for e in await replay(hub, "k")] == ["done"]
+
+
+async def test_a_message_sent_before_a_worker_adopts_the_job_reaches_it(
+    make_hub: Callable[..., StreamHub], backend_kind: str
+) -> None:
+    """A stream handed to a job queue runs in a worker; a steer sent to the web side while
+    the job still waits in the queue is delivered to the worker's generator."""
+    async with AsyncExitStack() as stack:
+        web = await stack.enter_async_context(make_hub(lease_ttl_s=1.0))
+        worker = web
+        if backend_kind != "memory":
+            worker = await stack.enter_async_context(make_hub(lease_ttl_s=1.0))
+        jobs: list[StreamJob] = []
+
+        async def send(job: StreamJob) -> None:
+            jobs.append(job)
+
+        job = await web.dispatch("chat:1", {}, send=send)
+        steered = await web.steer("chat:1", {"text": "in French"})
+        assert steered.generation == job.generation
+
+        async def answer() -> AsyncIterator[str]:
+            async for message in current_producer().messages():
+                yield f"ok: {message.data['text']} ({message.source})"
+                return
+
+        with anyio.fail_after(10):
+            outcome = await worker.run(jobs[0], answer())
+        assert (outcome.adopted, outcome.reason) == (True, "done")
+        events = await replay(web, "chat:1")
+    assert [(e.event, json.loads(e.data)) for e in events] == [
+        ("steer", {"id": steered.id, "source": "api", "message": {"text": "in French"}}),
+        (None, "ok: in French (api)"),
+        ("done", {}),
+    ]
