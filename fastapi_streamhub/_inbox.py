@@ -135,9 +135,13 @@ class InboxReader:
         self._inboxes: set[Inbox] = set()
         self._due: set[Inbox] = set()
         self._spawn: Spawn | None = None
+        self._scheduled = False
 
     def start(self, spawn: Spawn) -> None:
+        """Read with tasks from `spawn` from now on (a read scheduled before a restart of
+        the hub was cancelled with it)."""
         self._spawn = spawn
+        self._scheduled = False
 
     def add(self, inbox: Inbox) -> None:
         """Read `inbox` from now on, starting with what was posted before."""
@@ -154,7 +158,8 @@ class InboxReader:
         if inbox not in self._inboxes:
             return
         self._due.add(inbox)
-        if len(self._due) == 1 and self._spawn is not None:
+        if not self._scheduled and self._spawn is not None:
+            self._scheduled = True
             self._spawn("inbox read", self._read_due)
 
     def resync(self) -> None:
@@ -164,6 +169,7 @@ class InboxReader:
 
     async def _read_due(self) -> None:
         await anyio.lowlevel.checkpoint()
+        self._scheduled = False
         due, self._due = list(self._due), set()
         try:
             await self.read(due)
