@@ -16,7 +16,7 @@ Hierarchy::
         ├── NotRunningHTTPError          409  a steering message, and no generation running
         ├── MessageTooLargeHTTPError     413  a steering message over `max_message_bytes`
         ├── InvalidKeyHTTPError          422  the formatted key cannot be stored
-        ├── InboxFullHTTPError           429  the generation holds all the messages it may
+        ├── InboxFullHTTPError           429  too many messages wait for the generation
         └── StorageUnavailableHTTPError  503  storage did not answer; `Retry-After: 1`
 """
 
@@ -100,7 +100,7 @@ class MessageTooLargeHTTPError(StreamHTTPError):
 
 
 class InboxFullHTTPError(StreamHTTPError):
-    """429: the running generation already holds as many messages as it may."""
+    """429: as many messages as may wait for the running generation are not read yet."""
 
     status = 429
 

@@ -468,7 +468,7 @@ class StreamHub:
             SessionNotFoundError: no stream under `key`.
             NotRunningError: its generation has ended; a message is never kept for the next.
             MessageTooLargeError: larger than `max_message_bytes` as JSON.
-            InboxFullError: the generation already holds 1000 messages.
+            InboxFullError: 1000 messages to the generation are not read yet.
             TypeError: `message` cannot be encoded as JSON.
         """
         self._require_supervisor()

@@ -38,7 +38,8 @@ INBOX_PAGE = 100
 """Messages read per inbox per call; a full page is followed by another read at once."""
 
 MAX_INBOX_MESSAGES = 1000
-"""Messages one generation's inbox may hold: a flood of posts is refused, not stored."""
+"""Messages that may wait for one generation's owner to read them: a flood of posts to
+an owner that is behind (or stuck) is refused, not stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,7 @@ async def post(backend: Backend, key: str, *, kind: str, payload: str, source: s
     Raises:
         SessionNotFoundError: no session under `key`.
         NotRunningError: its generation has ended (or its producer is lost).
-        InboxFullError: the generation holds `MAX_INBOX_MESSAGES` messages already.
+        InboxFullError: `MAX_INBOX_MESSAGES` messages wait for the owner to read them.
         BackendUnavailableError: storage did not answer.
     """
     outcome = await backend.post(

@@ -84,6 +84,6 @@ def steer_options(errors: dict[int | str, dict[str, Any]], error_body: Any) -> d
             409: {"model": error_body, "description": "No generation is running"},
             413: {"model": error_body, "description": "The message is too large"},
             422: {"description": "The body is not JSON, or the key cannot be stored"},
-            429: {"model": error_body, "description": "The generation holds all it may"},
+            429: {"model": error_body, "description": "Too many messages not read yet"},
         },
     }
