@@ -7,9 +7,11 @@ from ._dispatched import dispatched_stream
 from ._errors import (
     BackendUnavailableError,
     HubNotStartedError,
+    InboxFullError,
     InvalidCursorError,
     InvalidKeyError,
     JoinRefusedError,
+    MessageTooLargeError,
     NotRunningError,
     ProducerStoppedError,
     SessionBusyError,
@@ -23,7 +25,10 @@ from ._events import Event, Sourced, StreamEvent, UnsupportedChunkError
 from ._http_errors import (
     BadCursorHTTPError,
     ForbiddenHTTPError,
+    InboxFullHTTPError,
     InvalidKeyHTTPError,
+    MessageTooLargeHTTPError,
+    NotRunningHTTPError,
     StorageUnavailableHTTPError,
     StreamConflictHTTPError,
     StreamHTTPError,
@@ -39,6 +44,7 @@ from ._result import ResultEvent, StreamResult
 from ._runner import current_producer
 from ._source import Source
 from ._status import CancelResult, StreamStatus
+from ._steering import Steered, SteeringMessage
 from ._subscription import Subscription
 
 __all__ = [
@@ -49,13 +55,18 @@ __all__ = [
     "Event",
     "ForbiddenHTTPError",
     "HubNotStartedError",
+    "InboxFullError",
+    "InboxFullHTTPError",
     "InvalidCursorError",
     "InvalidKeyError",
     "InvalidKeyHTTPError",
     "JobOutcome",
     "JoinRefusedError",
     "JoinedSource",
+    "MessageTooLargeError",
+    "MessageTooLargeHTTPError",
     "NotRunningError",
+    "NotRunningHTTPError",
     "Producer",
     "ProducerStoppedError",
     "ResultEvent",
@@ -64,6 +75,8 @@ __all__ = [
     "Source",
     "Sourced",
     "StaleGenerationError",
+    "Steered",
+    "SteeringMessage",
     "StorageUnavailableHTTPError",
     "StreamConflictHTTPError",
     "StreamError",

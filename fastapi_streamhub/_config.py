@@ -70,6 +70,8 @@ class HubConfig:
         start_timeout_s: how long a stream handed to a job queue (`hub.dispatch`) waits
             for a worker to start it; after that its readers get an `error` with the
             reason `not_started`.
+        max_message_bytes: the size of one steering message (`hub.steer`, the `steer`
+            route) as compact JSON; a larger one is refused (HTTP 413).
     """
 
     lease_ttl_s: float = 10.0
@@ -97,6 +99,7 @@ class HubConfig:
     on_finish: FinishHook | None = None
     retention_for: RetentionFor | None = None
     start_timeout_s: float = 30.0
+    max_message_bytes: int = 16 * 1024
 
     def __post_init__(self) -> None:
         for name in self.__dataclass_fields__:
@@ -202,3 +205,4 @@ class HubOptions(TypedDict, total=False):
     on_finish: FinishHook | None
     retention_for: RetentionFor | None
     start_timeout_s: float
+    max_message_bytes: int

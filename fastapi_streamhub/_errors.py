@@ -9,7 +9,8 @@ Hierarchy::
     ├── SessionNotFoundError    no stream under that key (HTTP 404)
     ├── SessionBusyError        the key is active and owned by another instance (HTTP 409)
     ├── NotRunningError         no generation of the key is running to take a message (HTTP 409)
-    ├── InboxFullError          the running generation holds as many messages as it may (HTTP 429)
+    ├── InboxFullError          too many messages wait for the running generation (HTTP 429)
+    ├── MessageTooLargeError    a steering message over `max_message_bytes` (HTTP 413)
     ├── JoinRefusedError        the generation's owner did not accept a joined source
     ├── BackendUnavailableError the storage did not answer (a retry may succeed)
     ├── ProducerStoppedError    publish after the producer ended (cancelled, fenced, closed)
@@ -77,8 +78,14 @@ class JoinRefusedError(StreamHubError):
 
 class InboxFullError(StreamHubError):
     def __init__(self, key: str, limit: int) -> None:
-        super().__init__(f"the running generation of {key!r} already holds {limit} messages")
+        super().__init__(f"{limit} messages to the running generation of {key!r} are not read yet")
         self.key = key
+
+
+class MessageTooLargeError(StreamHubError, ValueError):
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"a steering message may take at most {max_bytes} bytes as JSON")
+        self.max_bytes = max_bytes
 
 
 class BackendUnavailableError(StreamHubError):

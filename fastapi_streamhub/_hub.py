@@ -54,6 +54,7 @@ from ._result import StreamResult, read_result
 from ._runner import drive
 from ._send_guard import SendGuard
 from ._status import CancelResult, StreamStatus, stream_status
+from ._steering import Steered, steer
 from ._subscription import Subscription
 from ._supervisor import Supervisor
 from ._watchdog import Watchdog
@@ -488,6 +489,22 @@ class StreamHub:
             local=self._producers,
             config=self.config,
         )
+
+    async def steer(self, key: str, message: object, *, source: str = "api") -> Steered:
+        """Send `message` (any JSON value) to the running generation of `key`, wherever
+        its producer runs; it reaches the generator once, through
+        `current_producer().messages()` or `take_messages()`, and the stream gets a `steer`
+        event. `source` says who sent it (`"client"` for the `steer` route).
+
+        Raises:
+            SessionNotFoundError: no stream under `key`.
+            NotRunningError: its generation has ended; a message is never kept for the next.
+            MessageTooLargeError: larger than `max_message_bytes` as JSON.
+            InboxFullError: 1000 messages to the generation are not read yet.
+            TypeError: `message` cannot be encoded as JSON.
+        """
+        self._require_supervisor()
+        return await steer(self.backend, self.config, validate_key(key), message, source)
 
     async def remove(self, key: str) -> bool:
         """Forget `key`: cancel its running generation (its producer stops at once, and its

@@ -38,7 +38,8 @@ INBOX_PAGE = 100
 """Messages read per inbox per call; a full page is followed by another read at once."""
 
 MAX_INBOX_MESSAGES = 1000
-"""Messages one generation's inbox may hold: a flood of posts is refused, not stored."""
+"""Messages that may wait for one generation's owner to read them: a flood of posts to
+an owner that is behind (or stuck) is refused, not stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,7 @@ async def post(backend: Backend, key: str, *, kind: str, payload: str, source: s
     Raises:
         SessionNotFoundError: no session under `key`.
         NotRunningError: its generation has ended (or its producer is lost).
-        InboxFullError: the generation holds `MAX_INBOX_MESSAGES` messages already.
+        InboxFullError: `MAX_INBOX_MESSAGES` messages wait for the owner to read them.
         BackendUnavailableError: storage did not answer.
     """
     outcome = await backend.post(
@@ -135,9 +136,13 @@ class InboxReader:
         self._inboxes: set[Inbox] = set()
         self._due: set[Inbox] = set()
         self._spawn: Spawn | None = None
+        self._scheduled = False
 
     def start(self, spawn: Spawn) -> None:
+        """Read with tasks from `spawn` from now on (a read scheduled before a restart of
+        the hub was cancelled with it)."""
         self._spawn = spawn
+        self._scheduled = False
 
     def add(self, inbox: Inbox) -> None:
         """Read `inbox` from now on, starting with what was posted before."""
@@ -154,7 +159,8 @@ class InboxReader:
         if inbox not in self._inboxes:
             return
         self._due.add(inbox)
-        if len(self._due) == 1 and self._spawn is not None:
+        if not self._scheduled and self._spawn is not None:
+            self._scheduled = True
             self._spawn("inbox read", self._read_due)
 
     def resync(self) -> None:
@@ -164,6 +170,7 @@ class InboxReader:
 
     async def _read_due(self) -> None:
         await anyio.lowlevel.checkpoint()
+        self._scheduled = False
         due, self._due = list(self._due), set()
         try:
             await self.read(due)

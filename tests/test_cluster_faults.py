@@ -187,3 +187,44 @@ async def after(go: anyio.Event, tokens: Sequence[str]) -> AsyncIterator[str]:
     await go.wait()
     for text in tokens:
         yield text
+
+
+async def test_many_slots_on_one_shard_subscribed_together_and_after_a_kill(
+    make_redis_cluster: Callable[..., LocalCluster],
+) -> None:
+    """Channels of different slots on one node: a sharded subscribe names one slot at a
+    time (Redis refuses one SSUBSCRIBE across slots with CROSSSLOT), both when many
+    readers arrive together and when the connection is re-established after a kill,
+    so the listener never fails and restarts (which would lose notifications meanwhile)."""
+    cluster = make_redis_cluster()
+    owner = cluster.primaries[0]
+    keys = cluster.keys_on_each_primary(prefix="many-", per_primary=6)[owner.node_id]
+    assert len({streamhub_slot(key) for key in keys}) == len(keys)
+    url = cluster.url
+    async with StreamHub.from_url(url, **OPTIONS) as a, StreamHub.from_url(url, **OPTIONS) as b:
+        got: dict[str, list[StreamEvent]] = {key: [] for key in keys}
+        go, halfway = anyio.Event(), anyio.Event()
+        async with anyio.create_task_group() as group:
+            for key in keys:
+                producer, _ = await a.register(key)
+                group.start_soon(follow, b, key, got[key])
+                a.spawn(producer, lambda p=producer: drive(p, paced_after(go, halfway)))
+
+            async def owner_holds_every_channel() -> bool:
+                held = set(call(owner.port, "PUBSUB", "SHARDCHANNELS"))
+                return held == {f"streamhub:{{{k}}}:{kind}" for k in keys for kind in CHANNELS}
+
+            await eventually(owner_holds_every_channel)
+            go.set()
+            await halfway.wait()
+            await anyio.to_thread.run_sync(cluster.kill_pubsub_connections, owner)
+        failed = {name: t.last_error for name, t in (await b.health()).tasks.items() if t.restarts}
+    assert failed == {}
+    for key in keys:
+        assert_exact(got[key], TOKENS)
+
+
+async def paced_after(go: anyio.Event, halfway: anyio.Event) -> AsyncIterator[str]:
+    await go.wait()
+    async for text in paced(TOKENS, halfway):
+        yield text

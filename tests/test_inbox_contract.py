@@ -159,3 +159,21 @@ async def test_remove_deletes_the_inbox(backend: Backend) -> None:
     )
     assert created
     assert await take(backend, "k", "g1") == []
+
+
+async def test_what_the_owner_has_read_leaves_the_inbox(backend: Backend) -> None:
+    """`max_entries` bounds the messages the owner has not read yet, not all it ever got."""
+    await claim(backend, "k", "g1")
+    for i in range(3):
+        assert isinstance(await post(backend, "k", f'"{i}"', max_entries=3), Posted)
+    assert await post(backend, "k", '"one too many"', max_entries=3) == "full"
+    first = await take(backend, "k", "g1", limit=2)
+    assert first is not None and [e.payload for e in first] == ['"0"', '"1"']
+    assert await post(backend, "k", '"still full"', max_entries=3) == "full"
+    rest = await take(backend, "k", "g1", after=first[-1].id)
+    assert rest is not None and [e.payload for e in rest] == ['"2"']
+    for text in ('"3"', '"4"'):
+        assert isinstance(await post(backend, "k", text, max_entries=3), Posted)
+    assert await post(backend, "k", '"full again"', max_entries=3) == "full"
+    later = await take(backend, "k", "g1", after=rest[0].id)
+    assert later is not None and [e.payload for e in later] == ['"3"', '"4"']

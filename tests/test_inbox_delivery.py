@@ -14,7 +14,10 @@ from fastapi_streamhub._inbox import InboxMessage, post
 from fastapi_streamhub._keys import KeySpace
 from fastapi_streamhub._producer import Producer
 from fastapi_streamhub.backends import Posted
+from fastapi_streamhub.backends._scripts import Scripts
 from fastapi_streamhub.backends.redis import RedisBackend
+from tests.support import redis_faults as faults
+from tests.support.polling import eventually
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -139,3 +142,35 @@ async def test_messages_of_an_ended_generation_are_not_read_by_the_next(
         await anyio.sleep(hub.config.renew_every_s * 2)
         assert [m.payload for m in received.messages] == ["for the second"]
         await second.close()
+
+
+async def test_the_inboxes_of_every_producer_cost_one_read_per_round(
+    redis_server: RedisServer,
+) -> None:
+    """A renewal round reads the inboxes of all the producers of a process in one call,
+    however many there are: 50 producers, and every round's `inbox_take` carries 50 reads."""
+    count = 50
+    per_round = 3 + 2 * count + 1 + 2 * count  # EVALSHA sha numkeys, keys, limit, ARGV per read
+    sha = Scripts().sha["inbox_take"]
+    async with StreamHub(
+        backend=RedisBackend.from_url(redis_server.url), lease_ttl_s=0.4, shutdown_grace_s=0.1
+    ) as hub:
+        producers = [(await hub.register(f"k{i}"))[0] for i in range(count)]
+
+        async def rounds(n: int) -> list[int]:
+            calls: list[int] = []
+
+            async def enough() -> bool:
+                calls[:] = await faults.script_calls(redis_server, sha)
+                return calls.count(per_round) >= n
+
+            await eventually(enough)
+            return calls
+
+        await faults.log_every_command(redis_server)
+        await rounds(1)  # every producer is read by the rounds from now on
+        await faults.log_every_command(redis_server)
+        calls = await rounds(3)
+        for producer in producers:
+            await producer.close()
+    assert set(calls) == {per_round}, calls

@@ -155,7 +155,7 @@ class Posted:
 
 PostOutcome = Posted | Literal["not_found", "not_running", "full"]
 """Posted, or why not: no session, its generation is not running (ended, or its producer's
-lease lapsed), or its inbox holds as many messages as it may."""
+lease lapsed), or its inbox holds as many messages not read yet as it may."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,4 +331,5 @@ class Backend(Protocol):
         self, reads: Sequence[InboxRead], *, limit: int
     ) -> list[list[InboxEntry] | None]:
         """For each read, up to `limit` messages after its `after`, in the order they were
-        posted; None where its generation is no longer the key's."""
+        posted; None where its generation is no longer the key's. Messages up to `after`
+        (read already) are dropped: an inbox holds only what its owner has not read."""

@@ -2,7 +2,8 @@
 
 As `lua/inbox_post.lua` and `lua/inbox_take.lua` have it: a message is accepted only
 while the generation runs (its producer's lease not lapsed), ids are `<n>-0` in the
-order of acceptance, and a new generation starts with an empty inbox.
+order of acceptance, a read drops what its owner read before (so `max_entries` bounds
+the messages not read yet), and a new generation starts with an empty inbox.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ def post(
 
 
 def take(session: Session | None, read: InboxRead, limit: int) -> list[InboxEntry] | None:
+    """The entries after `read.after`; those up to it, read already, are dropped."""
     if session is None or session.generation != read.generation:
         return None
     after = entry_order(read.after)
-    return [e for e in session.inbox if entry_order(e.id) > after][:limit]
+    session.inbox = [e for e in session.inbox if entry_order(e.id) > after]
+    return session.inbox[:limit]

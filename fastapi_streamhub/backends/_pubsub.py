@@ -14,9 +14,10 @@ may have been lost in between. A reconnection inside redis-py (its retry policy)
 is seen through the connection's connect callback and handled the same way. No
 message can stop it: one that fails to decode or to dispatch is logged and skipped.
 
-With `sharded=True` it holds sharded subscriptions (`SSUBSCRIBE`) on one node of a
-cluster; a `sunsubscribe` it did not ask for means the channel's slot left that
-node, and `on_moved` is told so that the channel can follow its slot.
+With `sharded=True` it holds sharded subscriptions (`SSUBSCRIBE`, one command per
+hash slot) on one node of a cluster; a `sunsubscribe` it did not ask for means the
+channel's slot left that node, and `on_moved` is told so that the channel can follow
+its slot.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import anyio
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.connection import AbstractConnection
+from redis.crc import key_slot
 
 from .._errors import BackendUnavailableError
 from ._redis_errors import is_transient
@@ -50,6 +52,15 @@ class Listener(Protocol):
     async def run(self) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+def _by_slot(channels: Collection[str]) -> list[list[str]]:
+    """A sharded (un)subscribe may name channels of one hash slot only: Redis refuses
+    one that spans slots with CROSSSLOT, even when one node holds them all."""
+    groups: dict[int, list[str]] = {}
+    for channel in channels:
+        groups.setdefault(key_slot(channel.encode()), []).append(channel)
+    return list(groups.values())
 
 
 class PubSubListener:
@@ -160,13 +171,15 @@ class PubSubListener:
 
     async def _subscribe(self, pubsub: PubSub, channels: Collection[str]) -> None:
         if self._sharded:
-            await pubsub.ssubscribe(*channels)
+            for group in _by_slot(channels):
+                await pubsub.ssubscribe(*group)
         else:
             await pubsub.subscribe(*channels)
 
     async def _unsubscribe(self, pubsub: PubSub, channels: Collection[str]) -> None:
         if self._sharded:
-            await pubsub.sunsubscribe(*channels)
+            for group in _by_slot(channels):
+                await pubsub.sunsubscribe(*group)
         else:
             await pubsub.unsubscribe(*channels)
 

@@ -131,10 +131,13 @@ def cluster_client_from_url(
     )
 
     def node_client(node: ClusterNode) -> Redis:
+        """For one node's sharded Pub/Sub. No reconnection inside redis-py: it would
+        subscribe every channel again in one SSUBSCRIBE, which Redis refuses across
+        slots; the listener starts over on a new connection instead, slot by slot."""
         return Redis(
             host=node.host,
             port=int(node.port),
-            retry=library_retry(),
+            retry=Retry(NoBackoff(), 0),
             health_check_interval=HEALTH_CHECK_S,
             **options,
         )

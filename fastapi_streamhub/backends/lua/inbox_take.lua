@@ -1,5 +1,6 @@
 -- The messages of many generations' inboxes after the id each owner read last, in the
--- order they were posted.
+-- order they were posted. What the owner read already (up to that id) is dropped: an inbox
+-- holds only what its owner has not read yet.
 -- KEYS: per read, its state and inbox. ARGV: limit, then per read its generation and the
 -- id it read last ('': none yet).
 -- Returns per read 0 when its generation is no longer the key's, else a flat list of
@@ -16,7 +17,11 @@ for i = 1, #KEYS / 2 do
     replies[i] = {}
   else
     local from = '-'
-    if after ~= '' then from = '(' .. after end
+    if after ~= '' then
+      from = '(' .. after
+      redis.call('XTRIM', inbox, 'MINID', after)
+      redis.call('XDEL', inbox, after)
+    end
     local flat = {}
     for _, entry in ipairs(redis.call('XRANGE', inbox, from, '+', 'COUNT', limit)) do
       local fields = {}
