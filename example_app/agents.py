@@ -2,10 +2,11 @@
 
 The planner is the route's generator, the generation's first source (`main`). It starts
 `search` in this process (`producer.spawn`) and asks for `calculator`, which joins the
-generation from another process (`hub.join`): the tool worker (`example_app/tool_worker.py`,
-when the streams are in Redis), or, on the in-memory backend, a task of this process that
-joins the same way. All three write at the model's pace; the page shows one transcript in
-the order the hub stored their events, each part labelled with its source.
+generation with `hub.join`, as a process that did not start it does: from the tool worker
+(`example_app/tool_worker.py`, a process of its own, with `STREAMHUB_DEMO_TOOL_WORKER=1` and
+the streams in Redis), or else from a task of this process. All three write at the model's
+pace; the page shows one transcript in the order the hub stored their events, each part
+labelled with its source.
 
 Every source's output is known in advance for a prompt (`planner_tokens`, `search_steps`,
 `calculator_steps`), so a test can check that each source's text arrived whole, once, and
@@ -115,16 +116,17 @@ async def run_calculator(hub: StreamHub, key: str, prompt: str, tokens_per_s: fl
 
 
 class ToolCalls:
-    """Where the calculator runs: a task of this process, or the tool worker's."""
+    """Where the calculator runs: the tool worker's process, through a Redis list at
+    `queue_url`, or (without one) a task of this process."""
 
-    def __init__(self, hub: StreamHub, *, redis_url: str | None, tokens_per_s: float) -> None:
+    def __init__(self, hub: StreamHub, *, queue_url: str | None, tokens_per_s: float) -> None:
         self._hub = hub
         self._tokens_per_s = tokens_per_s
-        self._redis = None if redis_url is None else redis.Redis.from_url(redis_url)
+        self._redis = None if queue_url is None else redis.Redis.from_url(queue_url)
         self._tasks: anyio.abc.TaskGroup | None = None
 
     async def run(self) -> None:
-        """Run the in-process calls (with no Redis) until cancelled."""
+        """Run the in-process calls (without the tool worker) until cancelled."""
         async with anyio.create_task_group() as tasks:
             self._tasks = tasks
             await anyio.sleep_forever()

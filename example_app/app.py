@@ -59,7 +59,11 @@ else:
     hub = StreamHub(compact_after_s=settings.compact_after_s)
 
 model = build_model(settings)
-tool_calls = ToolCalls(hub, redis_url=settings.redis_url, tokens_per_s=settings.tokens_per_s)
+tool_calls = ToolCalls(
+    hub,
+    queue_url=settings.redis_url if settings.tool_worker else None,
+    tokens_per_s=settings.tokens_per_s,
+)
 
 
 @asynccontextmanager

@@ -22,13 +22,14 @@ class Settings:
     openai_base_url: str | None = None
     openai_api_key: str | None = None
     worker: bool = False
+    tool_worker: bool = False
     compact_after_s: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         """Read `STREAMHUB_REDIS_URL`, `HOST`, `PORT`, `STREAMHUB_DEMO_TOKENS_PER_S`,
-        `STREAMHUB_DEMO_WORKER`, `STREAMHUB_COMPACT_AFTER_S` and the `OPENAI_*` variables; an
-        unset or empty variable keeps the default."""
+        `STREAMHUB_DEMO_WORKER`, `STREAMHUB_DEMO_TOOL_WORKER`, `STREAMHUB_COMPACT_AFTER_S` and
+        the `OPENAI_*` variables; an unset or empty variable keeps the default."""
 
         def get(name: str) -> str | None:
             return env.get(name) or None
@@ -42,6 +43,7 @@ class Settings:
             openai_base_url=get("OPENAI_BASE_URL"),
             openai_api_key=get("OPENAI_API_KEY"),
             worker=(get("STREAMHUB_DEMO_WORKER") or "0").lower() in ("1", "true", "yes"),
+            tool_worker=(get("STREAMHUB_DEMO_TOOL_WORKER") or "0").lower() in ("1", "true", "yes"),
             compact_after_s=float(get("STREAMHUB_COMPACT_AFTER_S") or cls.compact_after_s),
         )
 

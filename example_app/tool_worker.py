@@ -2,8 +2,9 @@
 
     STREAMHUB_REDIS_URL=redis://... python -m example_app.tool_worker
 
-`python -m example_app` starts it by itself when the streams are kept in Redis. It pops
-calls from a Redis list (`example_app.agents.TOOL_QUEUE`), and for each one joins the
+The web instances hand it their calls when they run with `STREAMHUB_DEMO_TOOL_WORKER=1`
+(and the same `STREAMHUB_REDIS_URL`); one tool worker serves them all. It pops calls
+from a Redis list (`example_app.agents.TOOL_QUEUE`), and for each one joins the
 answer's generation with `hub.join` and writes the calculator's steps into it, however
 many web instances serve the answer. If it dies mid-answer, the answer's owner ends the
 calculator alone with `producer_lost` once its lease lapses, and the others finish.

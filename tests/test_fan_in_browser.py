@@ -53,6 +53,7 @@ def instances(
 ) -> Iterator[tuple[UvicornServer, UvicornServer]]:
     """Two instances of the demo on one Redis, and the tool worker process."""
     env = {"STREAMHUB_REDIS_URL": redis_url, "STREAMHUB_DEMO_TOKENS_PER_S": str(TOKENS_PER_S)}
+    web_env = {**env, "STREAMHUB_DEMO_TOOL_WORKER": "1"}
     worker = ManagedProcess("tool worker", tmp_path / "tool-worker.log")
     worker.spawn(
         [sys.executable, "-m", "example_app.tool_worker"],
@@ -61,7 +62,7 @@ def instances(
     )
     try:
         worker.wait_ready(lambda: "takes calls" in worker.logs(), timeout_s=20)
-        yield make_uvicorn_server(APP, env=env), make_uvicorn_server(APP, env=env)
+        yield make_uvicorn_server(APP, env=web_env), make_uvicorn_server(APP, env=web_env)
     finally:
         worker.terminate()
         print(f"--- tool worker log ---\n{worker.logs_tail()}")
