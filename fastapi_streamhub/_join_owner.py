@@ -55,7 +55,9 @@ class JoinedSources:
         elif decoded.op == "J":
             self._join(name, decoded)
         elif self._tokens.get(name) != decoded.token or not self._producer._source_running(name):
-            logger.info("stream %r: a message of source %r under a stale token", self._key, name)
+            logger.warning(
+                "stream %r: a message of source %r refused: its token is stale", self._key, name
+            )
         elif decoded.n > self._taken[name]:
             self._taken[name] = decoded.n
             self._deadlines[name] = anyio.current_time() + self._lease_s[name]

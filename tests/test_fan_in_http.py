@@ -179,3 +179,39 @@ async def test_a_joined_process_killed_mid_stream_ends_alone_as_producer_lost(
     assert by_source(events)["search"] == [f"search{i} " for i in range(10)]
     lost_at = next(i for i, e in enumerate(events) if e.source == "worker" and e.sourced.terminal)
     assert any(e.source == "main" for e in events[lost_at + 1 :]), "the planner went on"
+
+
+async def test_a_joined_process_stalled_past_its_lease_is_fenced_out_when_it_wakes(
+    make_uvicorn_server: Callable[..., UvicornServer], redis_url: str
+) -> None:
+    """SIGSTOP the joined process: the owner ends its source (`producer_lost`) and goes on.
+    SIGCONT it while the answer still runs: what it posts then, under its stale token, is
+    refused by the owner; the answer never shows the source again."""
+    a, worker = start_instances(make_uvicorn_server, redis_url, 2)
+    got: dict[str, list[SSE]] = {}
+    async with a.client() as http_a, worker.client() as http_w, anyio.create_task_group() as group:
+
+        async def start() -> None:
+            spec = {"count": 5, "delay_ms": 15, "wait_for": "worker", "after": 150}
+            got["a"] = await read_events(http_a, "POST", "/fan/r4", json=spec, timeout_s=60)
+
+        group.start_soon(start)
+        await started(http_a, "/fan/r4")
+        answer = await http_w.post("/join/r4", json={"source": "worker", "count": 100_000})
+        assert answer.status_code == 202, answer.text
+        seen: list[SSE] = []
+        while sum(e.event == "source" and '"worker"' in e.data for e in seen) < 5:
+            after = {"Last-Event-ID": seen[-1].id} if seen else {}
+            seen += await read_events(http_a, "GET", "/fan/r4/stream", headers=after, limit=10)
+        worker.pause()
+        while not any('"producer_lost"' in e.data for e in seen):
+            after = {"Last-Event-ID": seen[-1].id}
+            seen += await read_events(http_a, "GET", "/fan/r4/stream", headers=after, limit=10)
+        worker.resume()
+    events = as_events(got["a"])
+    assert_one_order(events)
+    assert source_ends(events) == {"search": "done", "worker": "error", "main": "done"}
+    lost_at = next(i for i, e in enumerate(events) if e.source == "worker" and e.sourced.terminal)
+    assert not any(e.source == "worker" for e in events[lost_at + 1 :])
+    assert by_source(events)["main"][-150:] == [f"after{j} " for j in range(150)]
+    assert "refused: its token is stale" in a.logs(), "the woken process posted nothing"

@@ -4,9 +4,9 @@ a route that joins another instance's generation as one more source.
 `TEST_REDIS_URL` selects the Redis backend; `TEST_LEASE_S` the lease (of producers and
 of joined sources). `POST /fan/{run_id}` starts a generation: the planner writes
 `plan<i>` tokens (at least `count`, and on while the source named `wait_for` has not
-ended), and spawns `search`, which writes `count` tokens. `POST /join/{run_id}` joins
-that generation from this instance as source `source`, and writes `count` tokens in a
-task of this instance (answered once joined).
+ended), then `after` tokens `after<j>`, and spawns `search`, which writes `count` tokens.
+`POST /join/{run_id}` joins that generation from this instance as source `source`, and
+writes `count` tokens in a task of this instance (answered once joined).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class Fan(BaseModel):
     count: int
     delay_ms: float = 10
     wait_for: str | None = None
+    after: int = 0
 
 
 class Join(BaseModel):
@@ -70,6 +71,9 @@ def create_app() -> FastAPI:
         ):
             yield f"plan{i} "
             i += 1
+            await anyio.sleep(spec.delay_ms / 1000)
+        for j in range(spec.after):
+            yield f"after{j} "
             await anyio.sleep(spec.delay_ms / 1000)
 
     @app.post("/join/{run_id}", status_code=202)
