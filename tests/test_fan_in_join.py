@@ -9,6 +9,7 @@ memory backend has one process, so there the owner's hub joins its own generatio
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any
 
 import anyio
 import pytest
@@ -24,8 +25,10 @@ from fastapi_streamhub import (
 )
 from fastapi_streamhub import _join_wire as wire
 from fastapi_streamhub._runner import drive
+from tests.support import redis_faults as faults
 from tests.support.fan_in import assert_fanned_in, by_source, paced, source_ends
-from tests.support.streams import collect, stalled
+from tests.support.redis_server import RedisServer
+from tests.support.streams import collect, stalled, two_hubs
 
 pytestmark = pytest.mark.anyio
 
@@ -288,3 +291,26 @@ async def test_an_expected_source_that_never_joins_ends_as_not_joined(
         "message": "The source did not join in time.",
         "reason": "not_joined",
     }
+
+
+async def test_a_joined_source_retries_while_storage_refuses_and_nothing_repeats(
+    redis_server: RedisServer,
+) -> None:
+    """Redis at `maxmemory` refuses the joined process's posts (and the owner's writes)
+    with `OOM`: the posts are retried, and once memory is freed every event arrives once,
+    in the order it was published."""
+    options: dict[str, Any] = {"lease_ttl_s": 5.0, "shutdown_grace_s": 0.1}
+    async with two_hubs(redis_server.url, **options) as (owner, joiner):
+        producer, _ = await owner.register("oom")
+        async with joiner.join("oom", source="w") as joined:
+            await joined.publish("before")
+            await stored(owner, "oom", "before")
+            refused_before = await faults.error_count(redis_server, "OOM")
+            await faults.fill_memory(redis_server)
+            for value in WORK:
+                await joined.publish(value)
+            await faults.wait_for_errors(redis_server, "OOM", more_than=refused_before)
+            await faults.free_memory(redis_server)
+        await producer.close()
+        events = await collect(owner, "oom")
+    assert_fanned_in(events, {"w": ["before", *WORK]}, {"w": "done", "main": "done"})
