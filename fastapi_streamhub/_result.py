@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
-from ._events import StreamEvent
+from ._events import MAIN_SOURCE, SOURCE_EVENT, StreamEvent
 from .backends._base import Backend, SessionDetails
 
 ResultStatus = Literal["running", "done", "error", "cancelled"]
@@ -28,6 +28,13 @@ class ResultEvent:
     seq: int
     event: str | None
     data: Any
+
+    @property
+    def source(self) -> str:
+        """The source that wrote it: `"main"`, or the name a `source` event's data gives."""
+        if self.event == SOURCE_EVENT and isinstance(self.data, dict):
+            return str(self.data.get("source", MAIN_SOURCE))
+        return MAIN_SOURCE
 
 
 @dataclass(frozen=True, slots=True)

@@ -294,6 +294,10 @@ async def test_a_fanned_in_generation_reads_the_same_once_compacted(hub: StreamH
         assert _text(now) == _text(before)
     result = await hub.result("packed")
     assert result is not None and result.text == "".join(PLANNER)
+    searched = [
+        e.data["data"] for e in result.events if e.source == "search" and "event" not in e.data
+    ]
+    assert searched == SEARCH
 
 
 def _named(events: list[StreamEvent]) -> list[tuple[str, str | None, str]]:
