@@ -132,6 +132,8 @@ class SourcedProducer(ProducerCore):
             ValueError: `name` is not 1 to 100 printable characters, or is taken.
             RuntimeError: this producer was not started by a hub.
         """
+        if self._start_task is None:
+            raise RuntimeError("only a producer started by a StreamHub spawns sources")
         self._add_source(name)
         source = Source(cast("Producer", self), name)
 
