@@ -125,10 +125,14 @@ class FinishHooks:
         )
         if result is None:
             return
+        started, outcome = time.monotonic(), "ok"
         try:
             await call_hook(hook, result)
         except Exception:
             logger.exception("stream %r (generation %s): the finish hook raised", key, generation)
+            outcome = "raised"
+        if (observer := self._config.observer) is not None:
+            observer.finish_hook_ran(key, generation, outcome, time.monotonic() - started)
 
     async def _keep_hold(self, key: str, generation: str, holder: str) -> None:
         every = self._config.hook_hold_ms / 3000

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -301,6 +302,8 @@ class StreamHub:
         )
         self._producers.add(producer)
         self._fanout.open_local(key, generation)
+        if (observer := self.config.observer) is not None:
+            observer.stream_started(producer)
         self._require_supervisor().guard(
             f"control watch {key!r}", lambda: self._watch_control(producer)
         )
@@ -372,6 +375,8 @@ class StreamHub:
         """Run by the producer's own wind-up, so its end costs no task of its own."""
         self._producers.forget(producer)
         self._finishing.ended(producer)
+        if (observer := self.config.observer) is not None:
+            observer.stream_ended(producer, producer.stop_reason or "error")
         await self._fanout.remove(producer.key, "control", producer._on_control)
 
     def spawn(self, producer: Producer, run: Callable[[], Awaitable[None]]) -> None:
@@ -429,9 +434,18 @@ class StreamHub:
         The answer carries the generation's result as the cancel left it (its text so
         far, its usage), read once the producer stopped or the wait ran out.
         """
+        started = time.monotonic()
         outcome = await self._cancel(validate_key(key), generation, wait)
         if outcome is None:
             return None
+        if (observer := self.config.observer) is not None:
+            observer.cancel_finished(
+                key,
+                outcome.status.generation,
+                outcome.cancelled,
+                outcome.stopped,
+                time.monotonic() - started,
+            )
         result = await self.result(key, generation=outcome.status.generation)
         return dataclasses.replace(outcome, result=result)
 

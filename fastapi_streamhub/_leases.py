@@ -16,6 +16,7 @@ import anyio
 
 from ._config import HubConfig
 from ._errors import BackendUnavailableError
+from ._observe import root_error
 from .backends._base import Backend, Lease
 
 if TYPE_CHECKING:
@@ -58,6 +59,8 @@ class LeaseKeeper:
                     retention_ms=config.retention_ms,
                 )
         except (BackendUnavailableError, TimeoutError) as exc:
+            if (observer := config.observer) is not None:
+                observer.storage_error("refresh", "transient", root_error(exc))
             if not self._failing:
                 logger.warning("%d leases not renewed, retrying: %r", len(producers), exc)
             self._failing = True

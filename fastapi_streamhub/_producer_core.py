@@ -134,6 +134,12 @@ class ProducerCore:
             with anyio.move_on_after(self._config.cancel_wait_s):
                 await self._feeder_done.wait()
 
+    def _carry(self, values: dict[str, str]) -> None:
+        """Add `values` to the metadata from plain (not async) code, such as an observer
+        at the start: they go out with the first write, at no cost of their own."""
+        self._metadata.update(values)
+        self._metadata_dirty = True
+
     @property
     def _has_work(self) -> bool:
         return bool(self._buffer.pending) or self._metadata_dirty or self._stop_reason is not None

@@ -24,6 +24,7 @@ from ._config import HubConfig
 from ._errors import BackendUnavailableError
 from ._events import terminal_data
 from ._fanout import Checked, Fanout
+from ._observe import root_error
 from .backends._base import Backend, Control, SessionState
 
 logger = logging.getLogger("fastapi_streamhub")
@@ -51,7 +52,9 @@ class Watchdog:
             return
         try:
             states = await self._backend.states(keys)
-        except BackendUnavailableError:
+        except BackendUnavailableError as exc:
+            if (observer := self._config.observer) is not None:
+                observer.storage_error("states", "transient", root_error(exc))
             for key in keys:
                 self._fanout.deliver_check(key, Checked(None, reachable=False))
             return
@@ -79,6 +82,10 @@ class Watchdog:
             self._fanout.dispatch(state.key, Control("lost", state.generation))
             return state
         if finished:
+            if (observer := self._config.observer) is not None:
+                observer.stream_lost(
+                    state.key, state.generation, "not_started" if state.pending else "producer_lost"
+                )
             logger.warning(
                 "stream %r (generation %s): %s",
                 state.key,
