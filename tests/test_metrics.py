@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -28,6 +30,7 @@ from fastapi_streamhub.prometheus import PrometheusObserver, add_metrics_route
 from tests.support.polling import eventually
 from tests.support.redis_server import RedisServer
 from tests.support.sse import SSEParser
+from tests.support.uvicorn_server import UvicornServer
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -293,3 +296,34 @@ def test_compaction_is_counted(make_hub: Callable[..., StreamHub]) -> None:
         samples = parse(client.get("/metrics").text)
     assert series(samples, "streamhub_compactions_total", outcome="done") == 1
     assert series(samples, "streamhub_streams_ended_total", outcome="done") == 1
+
+
+def test_metrics_add_up_across_uvicorn_workers(
+    make_uvicorn_server: Callable[..., UvicornServer], tmp_path: Path
+) -> None:
+    """prometheus_client's multiprocess mode: whichever worker answers the scrape, the
+    figures are those of every worker together."""
+    server = make_uvicorn_server(
+        "tests.apps.metrics_app:app",
+        env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+        extra_args=["--workers", "2"],
+        ready_path="/metrics",
+    )
+    workers: set[str] = set()
+    streams = 0
+    while len(workers) < 2 and streams < 200:  # until both workers have served a stream
+        with httpx.Client(base_url=server.base_url, trust_env=False, timeout=10) as http:
+            answer = http.post(f"/chat/{streams}")
+        assert [v for _, _, v in sse(answer.text)] == ["hello", "world", {}]
+        workers.add(answer.headers["x-worker-pid"])
+        streams += 1
+    assert len(workers) == 2, server.logs()
+    for _ in range(2):  # both workers' scrapes say the same
+        with httpx.Client(base_url=server.base_url, trust_env=False, timeout=10) as http:
+            samples = parse(http.get("/metrics").text)
+        assert counters(samples) == {
+            "streamhub_streams_started_total": streams,
+            "streamhub_streams_ended_total{outcome=done}": streams,
+            "streamhub_written_events_total": 3 * streams,
+            "streamhub_written_bytes_total": data_bytes(["hello", "world", {}]) * streams,
+        }
