@@ -17,6 +17,7 @@ import anyio.lowlevel
 
 from ._config import HubConfig
 from ._errors import BackendUnavailableError
+from ._logs import about
 from ._observe import root_error
 from ._waiter import Waiter
 from .backends._base import Backend
@@ -76,6 +77,7 @@ class Compactor:
                 key,
                 generation,
                 exc,
+                extra=about(key, generation),
             )
             if observer is not None:
                 observer.storage_error("compact", "transient", root_error(exc))
@@ -86,6 +88,7 @@ class Compactor:
                 "stream %r (generation %s): compaction failed; its events stay as they are",
                 key,
                 generation,
+                extra=about(key, generation),
             )
             outcome = "failed"
         if observer is not None:

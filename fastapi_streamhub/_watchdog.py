@@ -24,6 +24,7 @@ from ._config import HubConfig
 from ._errors import BackendUnavailableError
 from ._events import terminal_data
 from ._fanout import Checked, Fanout
+from ._logs import about
 from ._observe import root_error
 from .backends._base import Backend, Control, SessionState
 
@@ -78,7 +79,12 @@ class Watchdog:
         except BackendUnavailableError:
             return state
         except Exception:
-            logger.exception("stream %r: its lost producer's end could not be stored", state.key)
+            logger.exception(
+                "stream %r (generation %s): its lost producer's end could not be stored",
+                state.key,
+                state.generation,
+                extra=about(state.key, state.generation),
+            )
             self._fanout.dispatch(state.key, Control("lost", state.generation))
             return state
         if finished:
@@ -91,5 +97,6 @@ class Watchdog:
                 state.key,
                 state.generation,
                 "no worker started it in time" if state.pending else "producer lost (lease lapsed)",
+                extra=about(state.key, state.generation),
             )
         return after

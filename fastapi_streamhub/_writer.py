@@ -105,7 +105,10 @@ class Writer:
                 self.wake(producer)
             return False
         except Exception as exc:
-            logger.exception("storing a round of writes failed; ending the streams of the round")
+            logger.exception(
+                "storing a round of writes failed; ending its streams: %s",
+                ", ".join(f"{w.key!r} (generation {w.generation})" for _, w in writes),
+            )
             if observer is not None:
                 observer.storage_error("append", "final", exc)
             outcomes = ["failed"] * len(writes)
