@@ -97,12 +97,12 @@ class StreamResponse(EventSourceResponse):
         if guarded.timed_out:
             key, generation = self._stream or (None, None)
             logger.warning(
-                "stream %r (generation %s): the client of %s stopped reading for %s s; "
-                "its response was ended",
+                "stream %r (generation %s): the client stopped reading for %s s; "
+                "its response (%s) was ended",
                 key,
                 generation,
-                scope.get("path"),
                 self._guard.timeout_s,
+                scope.get("path"),
                 extra=about(key, generation) if key is not None else None,
             )
 
