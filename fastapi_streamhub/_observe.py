@@ -130,20 +130,34 @@ class Observer:
 
 
 class ObserverGroup(Observer):
-    """Calls each observer in turn; one that raises is logged and the others still run."""
+    """Calls each observer in turn; one that raises is logged and the others still run.
+    Its first failure in each method is an error with the traceback, later ones are
+    `debug`: it may fail on every writer round."""
 
     def __init__(self, observers: Sequence[Observer]) -> None:
         for observer in observers:
             if not isinstance(observer, Observer):
                 raise TypeError(f"observers must be Observer instances, got {observer!r}")
         self.observers = tuple(observers)
+        self._failed: set[tuple[int, str]] = set()
 
     def _each(self, method: str, *args: Any) -> None:
-        for observer in self.observers:
+        for index, observer in enumerate(self.observers):
             try:
                 getattr(observer, method)(*args)
             except Exception:
-                logger.exception("observer %r failed in %s; the hub goes on", observer, method)
+                self._report(index, observer, method)
+
+    def _report(self, index: int, observer: Observer, method: str) -> None:
+        first = (index, method) not in self._failed
+        self._failed.add((index, method))
+        logger.log(
+            logging.ERROR if first else logging.DEBUG,
+            "observer %r failed in %s; the hub goes on",
+            observer,
+            method,
+            exc_info=True,
+        )
 
     def stream_started(self, producer: Producer) -> None:
         self._each("stream_started", producer)

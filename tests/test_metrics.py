@@ -8,6 +8,7 @@ it can hold still (a cancel, an attach, a lagged reader).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fastapi_streamhub import (
+    Observer,
     StreamHub,
     StreamResult,
     SubscriberLaggedError,
@@ -327,3 +329,40 @@ def test_metrics_add_up_across_uvicorn_workers(
             "streamhub_written_events_total": 3 * streams,
             "streamhub_written_bytes_total": data_bytes(["hello", "world", {}]) * streams,
         }
+
+
+class Broken(Observer):
+    def round_written(self, events: int, data_bytes: int, writes: int, duration_s: float) -> None:
+        raise RuntimeError("the observer broke")
+
+
+def test_an_observer_that_raises_stops_nothing(
+    make_hub: Callable[..., StreamHub], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The other observers still count, the stream still ends, one error in the log."""
+    registry = CollectorRegistry()
+    hub = make_hub(observers=[Broken(), PrometheusObserver(registry=registry)])
+
+    async def run() -> list[Any]:
+        async with hub:
+            producer, _ = await hub.register("chat:observed")
+            for token in TOKENS:
+                await producer.publish(token)
+                await producer.flush()
+            await producer.close()
+            async with hub.subscribe("chat:observed") as subscription:
+                return [event.value async for event in subscription]
+
+    with caplog.at_level(logging.DEBUG, "fastapi_streamhub"):
+        assert anyio.run(run) == [*TOKENS, {}]
+    samples = parse(generate_latest(registry).decode())
+    assert series(samples, "streamhub_written_events_total") == len(TOKENS) + 1
+    failures = [r for r in caplog.records if "failed in round_written" in r.getMessage()]
+    assert len(failures) >= len(TOKENS)  # each flush is a round of its own
+    assert [r.levelno for r in failures] == [logging.ERROR] + [logging.DEBUG] * (len(failures) - 1)
+
+
+def test_without_observers_the_hub_has_none_to_call() -> None:
+    assert StreamHub().config.observer is None
+    with pytest.raises(TypeError, match="Observer instances"):
+        StreamHub(observers=[object()])  # type: ignore[list-item]
