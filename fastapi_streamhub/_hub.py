@@ -245,6 +245,8 @@ class StreamHub:
         self._fanout.resync()
         for producer in self._producers:
             self._check_soon(producer)
+        if (observer := self.config.observer) is not None:
+            observer.notifications_resynced()
 
     def _check_soon(self, producer: Producer) -> None:
         supervisor = self._supervisor

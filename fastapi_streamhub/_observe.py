@@ -95,6 +95,10 @@ class Observer:
         """A call to storage failed: `transient` (retried) or `final` (a bug, or storage
         refusing for good). `error` is the underlying exception where there is one."""
 
+    def notifications_resynced(self) -> None:
+        """Notifications may have been lost (the Pub/Sub connection dropped, a cluster's
+        slots moved): every reader here catches up from storage."""
+
     def subscriber_moved(
         self,
         subscription: Subscription,
@@ -176,6 +180,9 @@ class ObserverGroup(Observer):
 
     def storage_error(self, operation: str, failure: FailureClass, error: BaseException) -> None:
         self._each("storage_error", operation, failure, error)
+
+    def notifications_resynced(self) -> None:
+        self._each("notifications_resynced")
 
     def subscriber_moved(
         self,

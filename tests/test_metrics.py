@@ -30,6 +30,7 @@ from fastapi_streamhub import (
 )
 from fastapi_streamhub.prometheus import PrometheusObserver, add_metrics_route
 from tests.support.polling import eventually
+from tests.support.redis_faults import command
 from tests.support.redis_server import RedisServer
 from tests.support.sse import SSEParser
 from tests.support.uvicorn_server import UvicornServer
@@ -366,3 +367,39 @@ def test_without_observers_the_hub_has_none_to_call() -> None:
     assert StreamHub().config.observer is None
     with pytest.raises(TypeError, match="Observer instances"):
         StreamHub(observers=[object()])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("backend_kind", ["redis"])
+def test_a_lost_pubsub_connection_is_counted_as_a_resync(
+    backend_kind: str, redis_server: RedisServer
+) -> None:
+    registry = CollectorRegistry()
+    hub = StreamHub.from_url(
+        redis_server.url, observers=[PrometheusObserver(registry=registry)], shutdown_grace_s=0.1
+    )
+
+    def resyncs() -> float:
+        return series(
+            parse(generate_latest(registry).decode()), "streamhub_notification_resyncs_total"
+        )
+
+    async def run() -> tuple[float, float, list[Any]]:
+        async with hub:
+            producer, _ = await hub.register("chat:resync")
+            await producer.publish("before")
+            await producer.flush()  # the listener is subscribed by now
+            before = resyncs()
+            assert await command(redis_server, "CLIENT", "KILL", "TYPE", "pubsub") == 1
+
+            async def resynced() -> bool:
+                return resyncs() > before
+
+            await eventually(resynced)
+            await producer.publish("after")
+            await producer.close()
+            async with hub.subscribe("chat:resync") as subscription:
+                return before, resyncs(), [event.value async for event in subscription]
+
+    before, after, values = anyio.run(run)
+    assert after == before + 1
+    assert values == ["before", "after", {}]

@@ -76,6 +76,10 @@ class PrometheusObserver(Observer):
             "Failed storage calls, by operation, failure class and error type.",
             ("operation", "failure", "error"),
         )
+        self.resyncs = counter(
+            "notification_resyncs",
+            "Times notifications may have been lost (Pub/Sub reconnected, slots moved).",
+        )
         self.subscribers_lagged = counter(
             "subscribers_lagged", "Live subscribers ended because they fell behind."
         )
@@ -116,6 +120,9 @@ class PrometheusObserver(Observer):
 
     def storage_error(self, operation: str, failure: FailureClass, error: BaseException) -> None:
         self.storage_errors.labels(operation, failure, type(error).__name__).inc()
+
+    def notifications_resynced(self) -> None:
+        self.resyncs.inc()
 
     def subscriber_moved(
         self,
