@@ -35,7 +35,7 @@ from ._observe import (
     root_error,
 )
 from ._waiter import Waiter
-from .backends._base import Backend, Control, EventBatch
+from .backends._base import Backend, Control, EventBatch, SessionState
 
 logger = logging.getLogger("fastapi_streamhub")
 
@@ -130,18 +130,23 @@ class Subscription:
         self._generation = state.generation
         self._phase = Phase.OPEN
         after = self._after
-        if after is not None:
-            if after.generation != state.generation or (
-                after.seq > state.last_seq and state.status != "active"
-            ):
-                self._reset = True
-            else:
-                self._last = after.seq
-                if state.status != "active" and after.seq == state.last_seq:
-                    self._phase = Phase.ENDED
+        if after is None:
+            self._opened(state)
+            return self
+        if after.generation != state.generation or (
+            after.seq > state.last_seq and state.status != "active"
+        ):
+            self._reset = True
+        else:
+            self._last = after.seq
+            if state.status != "active" and after.seq == state.last_seq:
+                self._phase = Phase.ENDED
+        self._opened(state)
+        return self
+
+    def _opened(self, state: SessionState) -> None:
         if (observer := self._config.observer) is not None:
             observer.resumed(self, state, current_resume_source(), self._resume_result())
-        return self
 
     def _resume_result(self) -> ResumeResult:
         if self._after is None:

@@ -21,7 +21,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from .._observe import FailureClass, Observer, ResumeResult, ResumeSource, SubscriberState
+from .._observe import Observer, ResumeResult, ResumeSource, SubscriberState
 
 if TYPE_CHECKING:
     from .._producer import Producer
@@ -87,10 +87,6 @@ class TracingObserver(Observer):
                 "streamhub.storage_retry",
                 {"error.type": type(error).__name__, "error.message": str(error)},
             )
-
-    def storage_error(self, operation: str, failure: FailureClass, error: BaseException) -> None:
-        """Storage errors are on the spans of the streams they concern (retries); the
-        rest belong to metrics."""
 
     def resumed(
         self,
