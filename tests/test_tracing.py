@@ -7,19 +7,24 @@ the generation's span through the trace context carried in the stream's metadata
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import AsyncIterator, Callable
+from unittest.mock import ANY
 
 import anyio
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from fastapi_streamhub import StreamEvent, StreamHub
+from fastapi_streamhub import StreamEvent, StreamHub, resumable_stream
 from fastapi_streamhub.otel import TracingObserver
 from tests.support.polling import eventually
 from tests.support.redis_server import RedisServer
+from tests.support.sse import SSEParser
 
 pytestmark = pytest.mark.anyio
 
@@ -197,3 +202,51 @@ async def test_without_an_sdk_nothing_is_recorded_or_carried(
         events = await read_all(hub, "chat:untraced")
     assert status is not None and status.metadata == {}
     assert [(e.event, e.value) for e in events] == [(None, "a"), ("done", {})]
+
+
+def traced_app(url: str, provider: TracerProvider) -> FastAPI:
+    hub = StreamHub.from_url(
+        url, observers=[TracingObserver(tracer_provider=provider)], shutdown_grace_s=0.1
+    )
+    app = FastAPI(lifespan=hub.lifespan)
+
+    @app.post("/chat/{chat_id}")
+    @resumable_stream("chat:{chat_id}")
+    async def chat(chat_id: str) -> AsyncIterator[str]:
+        for token in ("a", "b", "c"):
+            yield token
+
+    return app
+
+
+@pytest.mark.parametrize("backend_kind", ["redis", "cluster"])
+def test_a_resume_through_another_apps_route_links_to_the_generation(
+    backend_kind: str, request: pytest.FixtureRequest
+) -> None:
+    """Two apps on one Redis, each with its own tracer: the `POST` on A, the resume with
+    `Last-Event-ID` on B; B's span links to A's across the two providers."""
+    url = (
+        request.getfixturevalue("redis_url")
+        if backend_kind == "redis"
+        else request.getfixturevalue("shared_redis_cluster").url
+    )
+    exporters = {name: InMemorySpanExporter() for name in "AB"}
+    providers = {name: TracerProvider() for name in "AB"}
+    for name, provider in providers.items():
+        provider.add_span_processor(SimpleSpanProcessor(exporters[name]))
+    apps = {name: traced_app(url, providers[name]) for name in "AB"}
+    with TestClient(apps["A"]) as a, TestClient(apps["B"]) as b:
+        started = SSEParser().feed(a.post("/chat/linked").text)
+        first = started[0].id
+        resumed = SSEParser().feed(
+            b.get("/chat/linked/stream", headers={"Last-Event-ID": first}).text
+        )
+    assert [json.loads(e.data) for e in resumed if e.data] == ["b", "c", {"traceparent": ANY}]
+    (generation,) = named(exporters["A"], "streamhub.generation")
+    (resume,) = named(exporters["B"], "streamhub.resume")
+    assert not named(exporters["B"], "streamhub.generation")
+    assert (resume.attributes or {})["streamhub.resume.source"] == "header"
+    assert (resume.attributes or {})["streamhub.resume.result"] == "continued"
+    assert [(link.context.trace_id, link.context.span_id) for link in resume.links] == [
+        (generation.get_span_context().trace_id, generation.get_span_context().span_id)
+    ]
