@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("fastapi_streamhub")
 
 _RETRY_S = 0.1
+_LOST = frozenset({"stale", "error"})
+"""Renewals refused because the lease is gone: another producer holds the key, or the
+generation was ended as lost (the process froze past its lease)."""
 
 
 class LeaseKeeper:
@@ -66,6 +69,9 @@ class LeaseKeeper:
             self._failing = True
             return False
         self._failing = False
+        observer = config.observer
         for producer, outcome in zip(producers, outcomes, strict=True):
             producer._lease_renewed(outcome)
+            if observer is not None and outcome in _LOST:
+                observer.lease_lost(producer, outcome)
         return True

@@ -85,6 +85,11 @@ class Observer:
         """This process stored the end of a generation whose lease lapsed: `producer_lost`,
         or `not_started` (a dispatched job no worker adopted in time)."""
 
+    def lease_lost(self, producer: Producer, outcome: str) -> None:
+        """A lease renewal found `producer`'s lease gone: `stale` (another producer holds
+        the key) or `error` (the generation was ended as lost: this process stalled past
+        its lease). The producer stops."""
+
     def round_written(self, events: int, data_bytes: int, writes: int, duration_s: float) -> None:
         """The writer stored one round: `writes` producers' events, all in one call."""
 
@@ -171,6 +176,9 @@ class ObserverGroup(Observer):
 
     def stream_lost(self, key: str, generation: str, reason: str) -> None:
         self._each("stream_lost", key, generation, reason)
+
+    def lease_lost(self, producer: Producer, outcome: str) -> None:
+        self._each("lease_lost", producer, outcome)
 
     def round_written(self, events: int, data_bytes: int, writes: int, duration_s: float) -> None:
         self._each("round_written", events, data_bytes, writes, duration_s)

@@ -19,9 +19,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from prometheus_client import CollectorRegistry
 
 from fastapi_streamhub import StreamEvent, StreamHub, resumable_stream
+from fastapi_streamhub._events import terminal_data
 from fastapi_streamhub.otel import TracingObserver
+from fastapi_streamhub.prometheus import PrometheusObserver
 from tests.support.polling import eventually
 from tests.support.redis_server import RedisServer
 from tests.support.sse import SSEParser
@@ -250,3 +253,38 @@ def test_a_resume_through_another_apps_route_links_to_the_generation(
     assert [(link.context.trace_id, link.context.span_id) for link in resume.links] == [
         (generation.get_span_context().trace_id, generation.get_span_context().span_id)
     ]
+
+
+async def test_a_lease_found_gone_at_renewal_is_an_event_and_a_count(
+    make_hub: Callable[..., StreamHub],
+    provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+    backend_kind: str,
+) -> None:
+    """Storage ended the generation as lost (what another instance's watchdog does when
+    this process stalls past its lease): the producer learns it at its next renewal."""
+    registry = CollectorRegistry()
+    observers = [TracingObserver(tracer_provider=provider), PrometheusObserver(registry=registry)]
+    async with make_hub(lease_ttl_s=1.0, observers=observers) as a, make_hub() as b:
+        other = a if backend_kind == "memory" else b
+        producer, _ = await a.register("chat:stalled")
+        await producer.publish("x")
+        await producer.flush()
+        ended, _ = await other.backend.finish(
+            "chat:stalled",
+            generation=producer.generation,
+            event="error",
+            data=terminal_data(message="The stream's producer was lost.", reason="producer_lost"),
+            retention_ms=60_000,
+            only_if_lapsed=False,
+        )
+        assert ended
+        with anyio.fail_after(10):
+            assert await producer.wait() == "error"
+    (span,) = named(exporter, "streamhub.generation")
+    assert [(e.name, dict(e.attributes or {})) for e in span.events] == [
+        ("streamhub.lease_lost", {"streamhub.lease.outcome": "error"})
+    ]
+    assert span.status.status_code is StatusCode.ERROR
+    lost = registry.get_sample_value("streamhub_leases_lost_total", {"outcome": "error"})
+    assert lost == 1

@@ -55,6 +55,7 @@ class TracingObserver(Observer):
         )
         self._generations: weakref.WeakKeyDictionary[Producer, Span] = weakref.WeakKeyDictionary()
         self._resumes: weakref.WeakKeyDictionary[Subscription, Span] = weakref.WeakKeyDictionary()
+        self._lost: weakref.WeakSet[Producer] = weakref.WeakSet()
 
     def stream_started(self, producer: Producer) -> None:
         span = self._tracer.start_span(
@@ -72,13 +73,19 @@ class TracingObserver(Observer):
         span = self._generations.pop(producer, None)
         if span is None:
             return
-        if outcome in _STOP_EVENTS:
+        if outcome in _STOP_EVENTS and producer not in self._lost:
             span.add_event(_STOP_EVENTS[outcome])
         span.set_attribute(EVENTS, producer.seq)
         span.set_attribute(OUTCOME, outcome)
         if outcome in _FAILED:
             span.set_status(Status(StatusCode.ERROR, outcome))
         span.end()
+
+    def lease_lost(self, producer: Producer, outcome: str) -> None:
+        span = self._generations.get(producer)
+        if span is not None and producer not in self._lost:
+            self._lost.add(producer)
+            span.add_event("streamhub.lease_lost", {"streamhub.lease.outcome": outcome})
 
     def write_retried(self, producer: Producer, error: BaseException) -> None:
         span = self._generations.get(producer)

@@ -68,6 +68,11 @@ class PrometheusObserver(Observer):
         self.round_events = histogram(
             "write_round_events", "Events one writer round stored.", _ROUND_EVENTS
         )
+        self.leases_lost = counter(
+            "leases_lost",
+            "Producers that found their lease gone at a renewal, by outcome.",
+            ("outcome",),
+        )
         self.write_retries = counter(
             "write_retries", "Producer writes kept for a retry because storage was away."
         )
@@ -114,6 +119,9 @@ class PrometheusObserver(Observer):
         self.bytes_written.inc(data_bytes)
         self.round_duration.observe(duration_s)
         self.round_events.observe(events)
+
+    def lease_lost(self, producer: Producer, outcome: str) -> None:
+        self.leases_lost.labels(outcome).inc()
 
     def write_retried(self, producer: Producer, error: BaseException) -> None:
         self.write_retries.inc()
