@@ -30,6 +30,7 @@ from ._http_errors import (
 from ._hub import StreamHub
 from ._jobs import JobOutcome, StreamJob
 from ._mount import mount_stream_routes
+from ._observe import Observer
 from ._policy import StreamPolicy
 from ._producer import Producer
 from ._result import ResultEvent, StreamResult
@@ -49,6 +50,7 @@ __all__ = [
     "InvalidKeyError",
     "InvalidKeyHTTPError",
     "JobOutcome",
+    "Observer",
     "Producer",
     "ProducerStoppedError",
     "ResultEvent",

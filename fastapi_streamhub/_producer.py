@@ -20,6 +20,7 @@ import anyio.lowlevel
 from ._errors import ProducerStoppedError, StaleGenerationError
 from ._events import StreamEvent, UnsupportedChunkError, encode_chunk, metadata_json, terminal_data
 from ._fanout import Signal
+from ._logs import about
 from ._producer_core import ProducerCore, ProducerPhase, StopReason
 from .backends._base import Control, StorageHint
 
@@ -83,7 +84,13 @@ class Producer(ProducerCore):
         size = len(data) if data.isascii() else _utf8_size(data)
         limit = self._limit_exceeded(size)
         if limit is not None:
-            logger.warning("stream %r (generation %s): %s", self.key, self.generation, limit)
+            logger.warning(
+                "stream %r (generation %s): %s",
+                self.key,
+                self.generation,
+                limit,
+                extra=about(self.key, self.generation),
+            )
             await self.fail(limit, reason="limit")
             raise ProducerStoppedError(self.key, limit)
         self._bytes += size

@@ -21,6 +21,7 @@ from ._config import HubConfig
 from ._errors import BackendUnavailableError
 from ._events import metadata_json, terminal_data
 from ._fanout import Fanout
+from ._logs import about
 from ._writer import Writer
 from .backends._base import Append, AppendOutcome, Backend, EventBatch, Gap
 
@@ -134,6 +135,12 @@ class ProducerCore:
             with anyio.move_on_after(self._config.cancel_wait_s):
                 await self._feeder_done.wait()
 
+    def _carry(self, values: dict[str, str]) -> None:
+        """Add `values` to the metadata from plain (not async) code, such as an observer
+        at the start: they go out with the first write, at no cost of their own."""
+        self._metadata.update(values)
+        self._metadata_dirty = True
+
     @property
     def _has_work(self) -> bool:
         return bool(self._buffer.pending) or self._metadata_dirty or self._stop_reason is not None
@@ -186,6 +193,7 @@ class ProducerCore:
                 self.key,
                 self.generation,
                 last_seq,
+                extra=about(self.key, self.generation),
             )
             return
         logger.error(
@@ -194,6 +202,7 @@ class ProducerCore:
             self.generation,
             last_seq,
             self._config.failover_tail_events,
+            extra=about(self.key, self.generation),
         )
         self._unstored_end = _TAIL_LOST
         self._stop("failed")
@@ -210,6 +219,7 @@ class ProducerCore:
                 self.key,
                 self.generation,
                 error,
+                extra=about(self.key, self.generation),
             )
         elif now - self._unavailable_since >= self._config.write_deadline_s:
             logger.error(
@@ -217,6 +227,7 @@ class ProducerCore:
                 self.key,
                 self.generation,
                 self._config.write_deadline_s,
+                extra=about(self.key, self.generation),
             )
             self._unstored_end = _UNSTORED_ENDS["unavailable"]
             self._stop("unavailable")
@@ -260,7 +271,7 @@ class ProducerCore:
                 only_if_lapsed=False,
             )
         except Exception as exc:
-            logger.warning("stream %r: its end could not be stored: %s", self.key, exc)
+            self._log_warning("its end could not be stored: %s", exc)
             self._fanout.dispatch_local_error(self.key, self.generation)
 
     async def _deliver_stored_end(self) -> None:
@@ -278,7 +289,7 @@ class ProducerCore:
                 limit=self._config.replay_batch,
             )
         except Exception as exc:
-            logger.warning("stream %r: its end could not be read back: %s", self.key, exc)
+            self._log_warning("its end could not be read back: %s", exc)
             return
         if page is not None and page.events:
             self._fanout.deliver_local(self.key, self.generation, EventBatch(page.events))
@@ -287,6 +298,13 @@ class ProducerCore:
         try:
             await self._backend.release(self.key, generation=self.generation)
         except Exception as exc:
-            logger.warning(
-                "stream %r: could not record that its producer stopped: %s", self.key, exc
-            )
+            self._log_warning("could not record that its producer stopped: %s", exc)
+
+    def _log_warning(self, message: str, *args: object) -> None:
+        logger.warning(
+            "stream %r (generation %s): " + message,
+            self.key,
+            self.generation,
+            *args,
+            extra=about(self.key, self.generation),
+        )

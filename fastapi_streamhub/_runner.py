@@ -15,6 +15,7 @@ import anyio
 
 from ._errors import ProducerStoppedError, StreamError
 from ._events import UnsupportedChunkError
+from ._logs import about
 from ._producer import Producer
 
 logger = logging.getLogger("fastapi_streamhub")
@@ -49,13 +50,21 @@ async def drive(producer: Producer, generator: AsyncGenerator[object, None]) -> 
         await producer.fail(exc.message)
         return
     except UnsupportedChunkError as exc:
-        logger.error("stream %r: %s", producer.key, exc)
+        key, generation = producer.key, producer.generation
+        logger.error(
+            "stream %r (generation %s): %s", key, generation, exc, extra=about(key, generation)
+        )
         await producer.fail(
             "The stream produced a value that cannot be sent.", reason="unsupported"
         )
         return
     except Exception:
-        logger.exception("stream %r: the producer raised", producer.key)
+        logger.exception(
+            "stream %r (generation %s): the producer raised",
+            producer.key,
+            producer.generation,
+            extra=about(producer.key, producer.generation),
+        )
         await producer.fail("The stream failed.", reason="failed")
         return
     finally:
