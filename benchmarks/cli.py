@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.table(rows, args.targets))
     print()
     print(report.check_lines(checks))
+    for target, reason in machine["skipped_targets"].items():
+        print(f"\nTARGET {target.upper()} NOT MEASURED (its column is empty): {reason}")
     meta = {"smoke": args.smoke, "machine": machine, "sizes": asdict(sizes)}
     path = report.write_json(rows, checks, meta)
     print(f"\nwritten: {path.relative_to(REPO)}")
