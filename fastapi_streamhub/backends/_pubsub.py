@@ -99,6 +99,11 @@ class PubSubListener:
     def wanted(self) -> set[str]:
         return self._wanted
 
+    @property
+    def sending(self) -> bool:
+        """(Un)subscribes are going out: closing the connection now would break them."""
+        return self._sending
+
     async def aclose(self) -> None:
         """Nothing to release: the connection is closed when `run` ends."""
 

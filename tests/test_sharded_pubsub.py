@@ -1,0 +1,61 @@
+"""The sharded Pub/Sub side of the cluster backend, on a real cluster: a node whose last
+channels are being unsubscribed is not closed under those unsubscribes.
+
+The benchmark's S2 found it: 200 streams ending together leave a node with nothing
+wanted while their `SUNSUBSCRIBE`s (one per hash slot) are still going out, and the
+reconcile tick that drops idle nodes closed the connection under them (redis-py then
+wrote to a connection it had torn down, and the streams' wind-ups failed).
+"""
+
+from __future__ import annotations
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from fastapi_streamhub.backends._sharded_pubsub import ShardedListener
+from fastapi_streamhub.backends._urls import cluster_client_from_url
+from tests.support._cluster_nodes import call
+from tests.support.polling import eventually
+from tests.support.redis_cluster import LocalCluster
+
+pytestmark = pytest.mark.anyio
+
+SLOTS = 8
+STEPS = range(8)
+"""How far the unsubscribes get before the reconcile tick, in event loop steps: from
+the first `SUNSUBSCRIBE` in flight to all of them sent, whatever redis-py awaits."""
+
+
+async def test_a_node_is_dropped_only_once_its_last_unsubscribes_have_gone_out(
+    shared_redis_cluster: LocalCluster,
+) -> None:
+    cluster = shared_redis_cluster
+    owner = cluster.primaries[0]
+    keys = cluster.keys_on_each_primary(prefix="idle-", per_primary=SLOTS)[owner.node_id]
+    channels = [f"streamhub:{{{key}}}:notify" for key in keys]
+
+    async def owner_holds_nothing() -> bool:
+        return call(owner.port, "PUBSUB", "SHARDCHANNELS") == []
+
+    client, node_client = cluster_client_from_url(
+        cluster.url, socket_timeout_s=5.0, max_connections=8
+    )
+    async with client:
+        listener = ShardedListener(
+            client, node_client, lambda c, m: None, lambda: None, confirm_timeout_s=5.0
+        )
+        async with anyio.create_task_group() as group:
+            group.start_soon(listener.run)
+            for steps in STEPS:
+                for channel in channels:
+                    await listener.subscribe(channel)
+                async with anyio.create_task_group() as unsubscribing:
+                    for channel in channels:  # one SUNSUBSCRIBE per slot, one after another
+                        unsubscribing.start_soon(listener.unsubscribe, channel)
+                    for _ in range(steps):
+                        await anyio.lowlevel.checkpoint()
+                    await listener._reconcile()  # the tick: nothing is wanted on the node
+                await eventually(owner_holds_nothing)
+            group.cancel_scope.cancel()
+        await listener.aclose()
