@@ -59,3 +59,33 @@ async def test_a_node_is_dropped_only_once_its_last_unsubscribes_have_gone_out(
                 await eventually(owner_holds_nothing)
             group.cancel_scope.cancel()
         await listener.aclose()
+
+
+async def test_unsubscribes_going_out_when_the_listener_stops_end_quietly(
+    shared_redis_cluster: LocalCluster,
+) -> None:
+    """The hub stopping cancels the listener, which closes its connections, while the
+    wind-ups of the last streams are still unsubscribing: those end without an error."""
+    cluster = shared_redis_cluster
+    owner = cluster.primaries[1]
+    keys = cluster.keys_on_each_primary(prefix="stop-", per_primary=SLOTS)[owner.node_id]
+    channels = [f"streamhub:{{{key}}}:control" for key in keys]
+    for steps in STEPS:
+        client, node_client = cluster_client_from_url(
+            cluster.url, socket_timeout_s=5.0, max_connections=8
+        )
+        async with client:
+            listener = ShardedListener(
+                client, node_client, lambda c, m: None, lambda: None, confirm_timeout_s=5.0
+            )
+            async with anyio.create_task_group() as hub:
+                hub.start_soon(listener.run)
+                for channel in channels:
+                    await listener.subscribe(channel)
+                async with anyio.create_task_group() as wind_ups:
+                    for channel in channels:
+                        wind_ups.start_soon(listener.unsubscribe, channel)
+                    for _ in range(steps):
+                        await anyio.lowlevel.checkpoint()
+                    hub.cancel_scope.cancel()  # the hub stops its listener
+            await listener.aclose()

@@ -169,6 +169,8 @@ class PubSubListener:
                 if wanted:
                     await self._subscribe(pubsub, wanted)
             except Exception as exc:
+                if pubsub is not self._pubsub:
+                    return  # `run` closed this connection meanwhile: stopped, or starts over
                 if not is_transient(exc):
                     raise
                 logger.warning("Pub/Sub (un)subscribe not sent (%s); the listener resyncs", exc)
