@@ -45,6 +45,9 @@ def run(
             except ClusterUnavailable as exc:
                 skipped["cluster"] = str(exc)
                 _shout(f"NO CLUSTER TARGET IN THIS RUN: a local Redis Cluster did not start: {exc}")
+        if "cluster" in targets and (left_out := sorted(set(numbers) - cluster.SCENARIOS)):
+            names = ", ".join(f"S{n}" for n in left_out)
+            print(f"the cluster target does not run {names}", file=sys.stderr)
         for number in numbers:
             rounds = SCENARIOS[number].rounds(sizes)
             runs = [t for t in targets if _runs(t, number, stores)]
