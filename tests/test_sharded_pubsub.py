@@ -1,10 +1,11 @@
-"""The sharded Pub/Sub side of the cluster backend, on a real cluster: a node whose last
-channels are being unsubscribed is not closed under those unsubscribes.
+"""The sharded Pub/Sub side of the cluster backend, on a real cluster: unsubscribes that
+are still going out when their connection closes (the node left idle, or the hub
+stopping) end without an error.
 
-The benchmark's S2 found it: 200 streams ending together leave a node with nothing
-wanted while their `SUNSUBSCRIBE`s (one per hash slot) are still going out, and the
-reconcile tick that drops idle nodes closed the connection under them (redis-py then
-wrote to a connection it had torn down, and the streams' wind-ups failed).
+The benchmark's S2 found both: 200 streams ending together send one `SUNSUBSCRIBE` per
+hash slot, one after another, and the connection was closed under them, by the reconcile
+tick that drops idle nodes or by the server shutting down; redis-py then wrote to a
+connection it had torn down, and the streams' wind-ups failed.
 """
 
 from __future__ import annotations
