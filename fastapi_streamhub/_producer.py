@@ -42,8 +42,7 @@ def _utf8_size(data: str) -> int:
 class Producer(ProducerCore):
     """Writes one generation of one key. Obtain it from `StreamHub.register`."""
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
+    def _open_inbox(self) -> None:
         self._steering = Steering()
         self.inbox.on(STEER, self._steered)
 

@@ -103,6 +103,10 @@ class ProducerCore:
         self._ended_here = False
         self.inbox = Inbox(key, generation)
         """Messages posted to this generation, delivered here (`_inbox.py`)."""
+        self._open_inbox()
+
+    def _open_inbox(self) -> None:
+        """Register the handlers of this generation's inbox messages (`Producer` does)."""
 
     @property
     def stop_reason(self) -> StopReason | None:
