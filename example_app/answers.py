@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 
 from example_app.llm import ChatModel, OpenAIModel, SimulatedModel, TokenMeter
 from example_app.settings import Settings
+from example_app.steering import steerable
 from fastapi_streamhub import Event, current_producer
 
 
@@ -29,12 +29,12 @@ async def answer(model: ChatModel, prompt: str) -> AsyncIterator[str | Event]:
 
     The prompt goes first, as a named event, so a page that opens the chat later (after a
     reload, or on another server) can show the question as well as the answer. The token
-    count goes into the stream's metadata, which the final `done` event carries.
+    count goes into the stream's metadata, which the final `done` event carries. A reader
+    may steer the answer while it streams (`example_app/steering.py`).
     """
     yield Event(event="prompt", data={"text": prompt})
     count = 0
-    async with aclosing(model.stream(prompt)) as tokens:
-        async for token in tokens:
-            count += 1
-            yield token
+    async for token in steerable(model, prompt):
+        count += 1
+        yield token
     await current_producer().set_metadata({"tokens": count})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -19,6 +19,7 @@ import anyio
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
+    from openai.types.chat import ChatCompletionMessageParam
 
 _OPENING = "You asked: “{prompt}”\n\nHere is what I would tell a colleague. "
 
@@ -99,6 +100,11 @@ class SimulatedModel:
         self.meter = meter or TokenMeter()
         self._interval_s = 1.0 / tokens_per_s
 
+    @property
+    def interval_s(self) -> float:
+        """The pace: seconds between two tokens."""
+        return self._interval_s
+
     async def stream(self, prompt: str) -> AsyncGenerator[str, None]:
         """Yield the tokens one pace period apart."""
         with self.meter.generation():
@@ -133,13 +139,36 @@ class OpenAIModel:
         self._model = model
         self._client: AsyncOpenAI = AsyncOpenAI(base_url=base_url, api_key=api_key)
 
-    async def stream(self, prompt: str) -> AsyncGenerator[str, None]:
+    def stream(self, prompt: str) -> AsyncGenerator[str, None]:
+        """Yield the content deltas of the answer to `prompt`."""
+        return self._complete([{"role": "user", "content": prompt}])
+
+    def continue_answer(
+        self, prompt: str, said: str, instructions: Sequence[str]
+    ) -> AsyncGenerator[str, None]:
+        """Go on from the answer so far (`said`), following the reader's steering."""
+        follow = "; ".join(instructions)
+        return self._complete(
+            [
+                {"role": "user", "content": prompt},
+                {"role": "assistant", "content": said},
+                {
+                    "role": "user",
+                    "content": "Continue your answer from where it stopped, without "
+                    f"repeating it, and follow this from now on: {follow}",
+                },
+            ]
+        )
+
+    async def _complete(
+        self, messages: list[ChatCompletionMessageParam]
+    ) -> AsyncGenerator[str, None]:
         """Yield the content deltas; closing or cancelling this generator closes the upstream
         request, so a stopped chat stops costing tokens."""
         with self.meter.generation():
             stream = await self._client.chat.completions.create(
                 model=self._model,
-                messages=[{"role": "user", "content": prompt}],
+                messages=messages,
                 stream=True,
             )
             try:

@@ -7,8 +7,11 @@ from ._dispatched import dispatched_stream
 from ._errors import (
     BackendUnavailableError,
     HubNotStartedError,
+    InboxFullError,
     InvalidCursorError,
     InvalidKeyError,
+    MessageTooLargeError,
+    NotRunningError,
     ProducerStoppedError,
     SessionBusyError,
     SessionNotFoundError,
@@ -21,7 +24,10 @@ from ._events import Event, StreamEvent, UnsupportedChunkError
 from ._http_errors import (
     BadCursorHTTPError,
     ForbiddenHTTPError,
+    InboxFullHTTPError,
     InvalidKeyHTTPError,
+    MessageTooLargeHTTPError,
+    NotRunningHTTPError,
     StorageUnavailableHTTPError,
     StreamConflictHTTPError,
     StreamHTTPError,
@@ -36,6 +42,7 @@ from ._producer import Producer
 from ._result import ResultEvent, StreamResult
 from ._runner import current_producer
 from ._status import CancelResult, StreamStatus
+from ._steering import Steered, SteeringMessage
 from ._subscription import Subscription
 
 __all__ = [
@@ -46,10 +53,16 @@ __all__ = [
     "Event",
     "ForbiddenHTTPError",
     "HubNotStartedError",
+    "InboxFullError",
+    "InboxFullHTTPError",
     "InvalidCursorError",
     "InvalidKeyError",
     "InvalidKeyHTTPError",
     "JobOutcome",
+    "MessageTooLargeError",
+    "MessageTooLargeHTTPError",
+    "NotRunningError",
+    "NotRunningHTTPError",
     "Observer",
     "Producer",
     "ProducerStoppedError",
@@ -57,6 +70,8 @@ __all__ = [
     "SessionBusyError",
     "SessionNotFoundError",
     "StaleGenerationError",
+    "Steered",
+    "SteeringMessage",
     "StorageUnavailableHTTPError",
     "StreamConflictHTTPError",
     "StreamError",

@@ -82,6 +82,8 @@ class HubConfig:
             reason `not_started`.
         observers: told what the hub does (`fastapi_streamhub.prometheus`,
             `fastapi_streamhub.otel`, or your own `Observer`); none by default.
+        max_message_bytes: the size of one steering message (`hub.steer`, the `steer`
+            route) as compact JSON; a larger one is refused (HTTP 413).
     """
 
     lease_ttl_s: float = 10.0
@@ -112,6 +114,7 @@ class HubConfig:
     observers: Sequence[Observer] = ()
     observer: Observer | None = field(init=False, default=None, repr=False, compare=False)
     """The observers as one, or None when there are none: the hub's one check."""
+    max_message_bytes: int = 16 * 1024
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "observers", tuple(self.observers))
@@ -220,3 +223,4 @@ class HubOptions(TypedDict, total=False):
     retention_for: RetentionFor | None
     start_timeout_s: float
     observers: Sequence[Observer]
+    max_message_bytes: int

@@ -8,6 +8,9 @@ Hierarchy::
     ├── InvalidCursorError      a malformed resume cursor (HTTP 400)
     ├── SessionNotFoundError    no stream under that key (HTTP 404)
     ├── SessionBusyError        the key is active and owned by another instance (HTTP 409)
+    ├── NotRunningError         no generation of the key is running to take a message (HTTP 409)
+    ├── InboxFullError          too many messages wait for the running generation (HTTP 429)
+    ├── MessageTooLargeError    a steering message over `max_message_bytes` (HTTP 413)
     ├── BackendUnavailableError the storage did not answer (a retry may succeed)
     ├── ProducerStoppedError    publish after the producer ended (cancelled, fenced, closed)
     │   └── StaleGenerationError  the producer's generation is no longer current
@@ -48,6 +51,27 @@ class SessionBusyError(StreamHubError):
         super().__init__(f"stream {key!r} is already being produced (generation {generation})")
         self.key = key
         self.generation = generation
+
+
+class NotRunningError(StreamHubError):
+    """The key has a session, but no running generation to take a message: it ended (a
+    message is never kept for the next one), or its producer's lease lapsed."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no generation of stream {key!r} is running")
+        self.key = key
+
+
+class InboxFullError(StreamHubError):
+    def __init__(self, key: str, limit: int) -> None:
+        super().__init__(f"{limit} messages to the running generation of {key!r} are not read yet")
+        self.key = key
+
+
+class MessageTooLargeError(StreamHubError, ValueError):
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"a steering message may take at most {max_bytes} bytes as JSON")
+        self.max_bytes = max_bytes
 
 
 class BackendUnavailableError(StreamHubError):

@@ -13,7 +13,10 @@ Hierarchy::
         ├── ForbiddenHTTPError           403  the route's `authorize` hook said no
         ├── StreamNotFoundHTTPError      404  no stream under the key
         ├── StreamConflictHTTPError      409  running, and `on_conflict="reject"`
+        ├── NotRunningHTTPError          409  a steering message, and no generation running
+        ├── MessageTooLargeHTTPError     413  a steering message over `max_message_bytes`
         ├── InvalidKeyHTTPError          422  the formatted key cannot be stored
+        ├── InboxFullHTTPError           429  too many messages wait for the generation
         └── StorageUnavailableHTTPError  503  storage did not answer; `Retry-After: 1`
 """
 
@@ -27,8 +30,11 @@ from fastapi import HTTPException
 
 from ._errors import (
     BackendUnavailableError,
+    InboxFullError,
     InvalidCursorError,
     InvalidKeyError,
+    MessageTooLargeError,
+    NotRunningError,
     SessionNotFoundError,
 )
 from ._spec import Action
@@ -80,6 +86,25 @@ class StreamConflictHTTPError(StreamHTTPError):
         self.key = key
 
 
+class NotRunningHTTPError(StreamHTTPError):
+    """409: a steering message for a stream whose generation is not running (it ended:
+    the message is not kept for the next one)."""
+
+    status = 409
+
+
+class MessageTooLargeHTTPError(StreamHTTPError):
+    """413: a steering message larger than the hub's `max_message_bytes`."""
+
+    status = 413
+
+
+class InboxFullHTTPError(StreamHTTPError):
+    """429: as many messages as may wait for the running generation are not read yet."""
+
+    status = 429
+
+
 class InvalidKeyHTTPError(StreamHTTPError):
     """422: the key formatted from the path cannot be stored (too long, say)."""
 
@@ -108,5 +133,11 @@ def http_errors() -> Iterator[None]:
         raise BadCursorHTTPError(str(exc)) from exc
     except SessionNotFoundError as exc:
         raise StreamNotFoundHTTPError(str(exc)) from exc
+    except NotRunningError as exc:
+        raise NotRunningHTTPError(str(exc)) from exc
+    except MessageTooLargeError as exc:
+        raise MessageTooLargeHTTPError(str(exc)) from exc
+    except InboxFullError as exc:
+        raise InboxFullHTTPError(str(exc)) from exc
     except BackendUnavailableError as exc:
         raise StorageUnavailableHTTPError() from exc

@@ -30,6 +30,7 @@ from ._fanout import Fanout
 from ._finishing import Finishing
 from ._health import HubHealth
 from ._hooks import wire_app
+from ._inbox import InboxReader
 from ._jobs import (
     JobOutcome,
     JobStream,
@@ -53,6 +54,7 @@ from ._result import StreamResult, read_result
 from ._runner import drive
 from ._send_guard import SendGuard
 from ._status import CancelResult, StreamStatus, stream_status
+from ._steering import Steered, steer
 from ._subscription import Subscription
 from ._supervisor import Supervisor
 from ._watchdog import Watchdog
@@ -86,6 +88,7 @@ class StreamHub:
         self._supervisor: Supervisor | None = None
         self._writer: Writer | None = None
         self._send_guard = SendGuard(self.config.send_timeout_s)
+        self._inboxes = InboxReader(self.backend, self.config)
         self._finishing = Finishing(
             self.backend, self.config, self._fanout, self.instance_id, self._producers.__iter__
         )
@@ -165,6 +168,8 @@ class StreamHub:
         supervisor.keep("listener", self.backend.run)
         supervisor.keep("watchdog", watchdog.run)
         supervisor.keep("send guard", self._send_guard.run)
+        supervisor.keep("inboxes", self._inboxes.run)
+        self._inboxes.start(supervisor.guard)
         self._finishing.start(supervisor)
         return self
 
@@ -243,6 +248,7 @@ class StreamHub:
         """Notifications may have been lost: readers catch up, and every local producer
         checks storage at once (a cancel signal may have been among them)."""
         self._fanout.resync()
+        self._inboxes.resync()
         for producer in self._producers:
             self._check_soon(producer)
         if (observer := self.config.observer) is not None:
@@ -304,6 +310,7 @@ class StreamHub:
             on_hint=self._check_soon,
         )
         self._producers.add(producer)
+        self._inboxes.add(producer.inbox)
         self._fanout.open_local(key, generation)
         logger.debug(
             "stream %r (generation %s): started", key, generation, extra=about(key, generation)
@@ -381,6 +388,7 @@ class StreamHub:
                 exc,
                 extra=about(key, generation),
             )
+        self._inboxes.read_soon(producer.inbox)
 
     def _start_wind_up(self, producer: ProducerCore) -> None:
         self._require_supervisor().guard(
@@ -391,6 +399,7 @@ class StreamHub:
     async def _forget(self, producer: Producer) -> None:
         """Run by the producer's own wind-up, so its end costs no task of its own."""
         self._producers.forget(producer)
+        self._inboxes.discard(producer.inbox)
         self._finishing.ended(producer)
         key, generation, outcome = producer.key, producer.generation, producer.stop_reason
         logger.debug(
@@ -490,6 +499,22 @@ class StreamHub:
             local=self._producers,
             config=self.config,
         )
+
+    async def steer(self, key: str, message: object, *, source: str = "api") -> Steered:
+        """Send `message` (any JSON value) to the running generation of `key`, wherever
+        its producer runs; it reaches the generator once, through
+        `current_producer().messages()` or `take_messages()`, and the stream gets a `steer`
+        event. `source` says who sent it (`"client"` for the `steer` route).
+
+        Raises:
+            SessionNotFoundError: no stream under `key`.
+            NotRunningError: its generation has ended; a message is never kept for the next.
+            MessageTooLargeError: larger than `max_message_bytes` as JSON.
+            InboxFullError: 1000 messages to the generation are not read yet.
+            TypeError: `message` cannot be encoded as JSON.
+        """
+        self._require_supervisor()
+        return await steer(self.backend, self.config, validate_key(key), message, source)
 
     async def remove(self, key: str) -> bool:
         """Forget `key`: cancel its running generation (its producer stops at once, and its

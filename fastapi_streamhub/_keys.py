@@ -50,6 +50,10 @@ class KeySpace:
         """Where compaction builds the packed events before they replace the stream."""
         return self._base(key) + ":packing"
 
+    def inbox(self, key: str) -> str:
+        """Messages to the running generation; emptied when a new generation posts first."""
+        return self._base(key) + ":inbox"
+
     def hook_index(self) -> str:
         """The sessions whose generation may owe a finish hook: one key per prefix."""
         return self.prefix + "finish-hooks"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -20,8 +20,10 @@ import anyio.lowlevel
 from ._errors import ProducerStoppedError, StaleGenerationError
 from ._events import StreamEvent, UnsupportedChunkError, encode_chunk, metadata_json, terminal_data
 from ._fanout import Signal
+from ._inbox import InboxMessage
 from ._logs import about
 from ._producer_core import ProducerCore, ProducerPhase, StopReason
+from ._steering import STEER, Steering, SteeringMessage, event_data
 from .backends._base import Control, StorageHint
 
 logger = logging.getLogger("fastapi_streamhub")
@@ -40,6 +42,10 @@ def _utf8_size(data: str) -> int:
 
 class Producer(ProducerCore):
     """Writes one generation of one key. Obtain it from `StreamHub.register`."""
+
+    def _open_inbox(self) -> None:
+        self._steering = Steering()
+        self.inbox.on(STEER, self._steered)
 
     @property
     def phase(self) -> ProducerPhase:
@@ -64,6 +70,37 @@ class Producer(ProducerCore):
         """Wait until the producer has stopped and its last write has settled."""
         await self._finished.wait()
         return self._stop_reason or "error"
+
+    def messages(self) -> AsyncIterator[SteeringMessage]:
+        """The steering messages sent to this generation, each once, in the order they
+        were accepted (those sent before the first look included); waits for the next.
+        Ends once the producer has stopped."""
+        return self._steering.messages()
+
+    def take_messages(self) -> list[SteeringMessage]:
+        """The steering messages arrived since the last look, without waiting: a check
+        between two tokens."""
+        return self._steering.take()
+
+    def _steered(self, message: InboxMessage) -> None:
+        """A steering message arrived: record it as a `steer` event, then hand it to the
+        generator. One that comes as the generation ends is too late for both."""
+        steering = self._steering.parse(message)
+        if steering is None or self._phase is not ProducerPhase.RUNNING:
+            return
+        data = event_data(message)
+        size = _utf8_size(data)
+        limit = self._limit_exceeded(size)
+        if limit is None:
+            self._bytes += size
+            self._enqueue(STEER, data)
+        else:
+            logger.warning("stream %r: steer event %s not stored: %s", self.key, message.id, limit)
+        self._steering.put(steering)
+
+    def _stop(self, reason: StopReason) -> None:
+        super()._stop(reason)
+        self._steering.close()
 
     def _check_open(self) -> None:
         if self._stop_reason == "stale":
@@ -168,7 +205,11 @@ class Producer(ProducerCore):
 
     def _on_control(self, signal: Signal) -> None:
         if isinstance(signal, Control):
-            if signal.kind == "cancel" and signal.generation == self.generation:
+            if signal.generation != self.generation:
+                return
+            if signal.kind == "cancel":
                 self._stop("cancelled")
+            elif signal.kind == "inbox":
+                self.inbox.notify()
         elif isinstance(signal, StorageHint):
             self._on_hint(self)

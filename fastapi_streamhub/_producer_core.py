@@ -21,6 +21,7 @@ from ._config import HubConfig
 from ._errors import BackendUnavailableError
 from ._events import metadata_json, terminal_data
 from ._fanout import Fanout
+from ._inbox import Inbox
 from ._logs import about
 from ._writer import Writer
 from .backends._base import Append, AppendOutcome, Backend, EventBatch, Gap
@@ -101,6 +102,12 @@ class ProducerCore:
         self._feeder_done: anyio.Event | None = None
         self._interrupted = False
         self._ended_here = False
+        self.inbox = Inbox(key, generation)
+        """Messages posted to this generation, delivered here (`_inbox.py`)."""
+        self._open_inbox()
+
+    def _open_inbox(self) -> None:
+        """Register the handlers of this generation's inbox messages (`Producer` does)."""
 
     @property
     def stop_reason(self) -> StopReason | None:

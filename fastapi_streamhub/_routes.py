@@ -1,5 +1,5 @@
 """The routes mounted beside each `@resumable_stream` route: resume, cancel, status,
-result, and (if asked for) delete.
+result, steer (`_steer_route.py`), and (if asked for) delete.
 
 They are added to the app's own router with the wrapped route's full path, tags and
 guards (see `_guards.py`), and are documented in OpenAPI like any other route.
@@ -26,6 +26,7 @@ from ._observe import cursor_source, resume_source
 from ._result_routes import ResultBody, _delete, _result, receipt_body
 from ._spec import Action, StreamSpec
 from ._status import StreamStatus
+from ._steer_route import _steer, steer_options
 from ._wire import Wire
 
 
@@ -288,6 +289,7 @@ _SIBLINGS = [
         },
         _result_params,
     ),
+    _Sibling("/steer", _steer, steer_options(_ERRORS, ErrorBody)),
 ]
 
 _DELETE = _Sibling(

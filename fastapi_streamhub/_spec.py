@@ -16,7 +16,7 @@ from ._policy import StreamPolicy
 if TYPE_CHECKING:
     from ._wire import Wire
 
-Action = Literal["start", "resume", "cancel", "status", "result", "delete"]
+Action = Literal["start", "resume", "cancel", "status", "result", "delete", "steer"]
 Authorize = Callable[[Request, str, Action], bool | Awaitable[bool]]
 OnConflict = Literal["attach", "reject"]
 

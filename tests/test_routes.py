@@ -359,7 +359,7 @@ def test_every_exported_http_error_is_an_http_exception_with_a_docstring() -> No
         for name in fastapi_streamhub.__all__
         if name.endswith("HTTPError")
     ]
-    assert len(classes) == 7
+    assert len(classes) == 10
     for cls in classes:
         assert issubclass(cls, StreamHTTPError) and issubclass(cls, HTTPException)
         assert cls.__doc__

@@ -70,12 +70,13 @@ async def main() -> None:
         await show("GET", "/chat/2/stream")
         await show("POST", "/chat/1/cancel")
 
-        print("--- GET /openapi.json: the type of each route's 200 answer")
+        print("--- GET /openapi.json: the status and type of each route's success answer")
         paths = (await client.get("/openapi.json")).json()["paths"]
         for path, operations in paths.items():
             for method, operation in operations.items():
-                types = ", ".join(operation["responses"]["200"]["content"])
-                print(f"{method.upper()} {path}: {types}")
+                status = min(code for code in operation["responses"] if code.startswith("2"))
+                types = ", ".join(operation["responses"][status]["content"])
+                print(f"{method.upper()} {path}: {status} {types}")
 
 
 _names: dict[str, str] = {}

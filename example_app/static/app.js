@@ -9,6 +9,7 @@
 // tokens, with the seq of the last one (and, after a cursor inside the run, the rest of it).
 
 import { SseParser } from "./sse.js";
+import { SteerBox, steerText } from "./steer.js";
 
 const STORAGE_KEY = "streamhub-demo:chat";
 const TERMINAL = new Set(["done", "cancelled", "error"]);
@@ -32,6 +33,13 @@ const ui = {
   chatLink: $("chat-link"),
   newChat: $("new-chat"),
 };
+const steering = new SteerBox({
+  form: $("steer"),
+  input: $("steer-text"),
+  list: $("steers"),
+  url: () => chatUrl("/steer"),
+  notify: showNotice,
+});
 
 let chat = openChat();
 let follower = null;
@@ -40,7 +48,16 @@ let retryMs = 2000; // until the server's `retry:` field says otherwise
 // ---- the chat record ------------------------------------------------------------------------
 
 function blankChat(chatId) {
-  return { chatId, prompt: "", generation: null, seq: 0, text: "", meta: "", state: "idle" };
+  return {
+    chatId,
+    prompt: "",
+    generation: null,
+    seq: 0,
+    text: "",
+    steers: [],
+    meta: "",
+    state: "idle",
+  };
 }
 
 function newChatId() {
@@ -79,6 +96,7 @@ function setState(state) {
   ui.answer.setAttribute("aria-busy", String(ACTIVE.has(state)));
   ui.send.disabled = ACTIVE.has(state);
   ui.stop.disabled = !["streaming", "reconnecting"].includes(state);
+  steering.setActive(["streaming", "reconnecting"].includes(state));
   save();
 }
 
@@ -102,6 +120,7 @@ function showNotice(message) {
 function renderAll() {
   showQuestion(chat.prompt);
   ui.answer.replaceChildren(chat.text);
+  steering.reset(chat.steers ?? []);
   showMeta(chat.meta);
   ui.chatLink.textContent = chat.chatId;
   ui.chatLink.href = `/?chat=${encodeURIComponent(chat.chatId)}`;
@@ -116,7 +135,9 @@ function beginGeneration(generation) {
   chat.generation = generation;
   chat.seq = 0;
   chat.text = "";
+  chat.steers = [];
   ui.answer.replaceChildren();
+  steering.reset([]);
   showMeta("");
 }
 
@@ -140,6 +161,10 @@ function handleEvent({ type, data, lastEventId }) {
   }
   if (chat.state !== "streaming" && chat.state !== "stopping") setState("streaming");
   if (type === "prompt") showQuestion(value.text);
+  if (type === "steer") {
+    chat.steers = [...(chat.steers ?? []), steerText(value)];
+    steering.show(value);
+  }
   if (type === "message") {
     chat.text += value;
     ui.answer.append(value);

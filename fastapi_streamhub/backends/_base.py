@@ -127,11 +127,44 @@ class EventBatch:
 
 @dataclass(frozen=True, slots=True)
 class Control:
-    """`cancel` and `stopped` come from storage; `lost` is raised locally when the
+    """`cancel`, `stopped` and `inbox` (a message was posted to the generation's inbox)
+    come from storage; `lost` is raised locally when the
     producer gave up on unavailable storage, so local subscribers end instead of hanging."""
 
-    kind: Literal["cancel", "stopped", "lost"]
+    kind: Literal["cancel", "stopped", "lost", "inbox"]
     generation: str
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """A message posted to a running generation: `id` is storage's, and orders entries."""
+
+    id: str
+    kind: str
+    payload: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """A message stored in the inbox of `generation`, under `id`."""
+
+    id: str
+    generation: str
+
+
+PostOutcome = Posted | Literal["not_found", "not_running", "full"]
+"""Posted, or why not: no session, its generation is not running (ended, or its producer's
+lease lapsed), or its inbox holds as many messages not read yet as it may."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboxRead:
+    """The owner of `generation` asks for its messages after the id `after` ('': all)."""
+
+    key: str
+    generation: str
+    after: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,3 +320,16 @@ class Backend(Protocol):
     ) -> list[bool]:
         """End with `cancelled` (`data`) each generation no reader followed for its window
         (counted from its start until a reader is first marked); True for each ended."""
+
+    async def post(
+        self, key: str, *, kind: str, payload: str, source: str, max_entries: int
+    ) -> PostOutcome:
+        """Append a message to the inbox of the key's running generation, at once checking
+        that it runs, and tell its owner (an `inbox` control message)."""
+
+    async def take(
+        self, reads: Sequence[InboxRead], *, limit: int
+    ) -> list[list[InboxEntry] | None]:
+        """For each read, up to `limit` messages after its `after`, in the order they were
+        posted; None where its generation is no longer the key's. Messages up to `after`
+        (read already) are dropped: an inbox holds only what its owner has not read."""

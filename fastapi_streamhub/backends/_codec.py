@@ -3,7 +3,7 @@
 - `E\\n<generation>\\n<first seq>\\n<name>\\n<data>...`: appended events, carried whole
   (a name of '' is an unnamed event);
 - `R\\n<generation>\\n<first seq>\\n<last seq>`: appended events too large to carry;
-- `C\\n<kind>\\n<generation>`: a control message (`cancel`, `stopped`).
+- `C\\n<kind>\\n<generation>`: a control message (`cancel`, `stopped`, `inbox`).
 
 Neither a generation, an event name nor compact JSON can contain a raw newline, so no
 escaping is needed. The events travel inside the notification, which spares every
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from .._events import StreamEvent
 from ._base import STORAGE_HINT, Control, EventBatch, Notification
 
-_CONTROL_KINDS = frozenset({"cancel", "stopped"})
+_CONTROL_KINDS = frozenset({"cancel", "stopped", "inbox"})
 
 
 def encode_events(generation: str, events: Sequence[StreamEvent]) -> str:

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from .._events import Status, StreamEvent
-from ._base import CompactOutcome, HookState, HookTake
+from ._base import CompactOutcome, HookState, HookTake, InboxEntry
 from ._packing import Entry, pack
 
 
@@ -44,6 +44,9 @@ class Session:
     ended_ms: int | None = None
     hook: Hook | None = None
     seen_until_ms: int | None = None
+    inbox: list[InboxEntry] = field(default_factory=list)
+    """Messages posted to this generation (`_memory_inbox.py`)."""
+    posted: int = 0
 
     @property
     def last_seq(self) -> int:

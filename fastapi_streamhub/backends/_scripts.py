@@ -39,6 +39,8 @@ NAMES = (
     "hook_index",
     "seen",
     "abandon",
+    "inbox_post",
+    "inbox_take",
 )
 
 Arg = str | int

@@ -14,6 +14,7 @@ from typing import Literal
 import anyio
 
 from .._events import TERMINAL_EVENTS, StreamEvent
+from . import _memory_inbox
 from ._base import (
     AdoptOutcome,
     Append,
@@ -24,9 +25,13 @@ from ._base import (
     EventBatch,
     Gap,
     HookTake,
+    InboxEntry,
+    InboxRead,
     Lease,
     NotificationHandler,
     Page,
+    Posted,
+    PostOutcome,
     ResyncHandler,
     SessionDetails,
     SessionState,
@@ -347,6 +352,22 @@ class MemoryBackend:
                 )
             ended.append(unread)
         return ended
+
+    async def post(
+        self, key: str, *, kind: str, payload: str, source: str, max_entries: int
+    ) -> PostOutcome:
+        session = self._live(key)
+        outcome = _memory_inbox.post(
+            session, kind=kind, payload=payload, source=source, max_entries=max_entries
+        )
+        if isinstance(outcome, Posted):
+            self._deliver(key, "control", Control("inbox", outcome.generation))
+        return outcome
+
+    async def take(
+        self, reads: Sequence[InboxRead], *, limit: int
+    ) -> list[list[InboxEntry] | None]:
+        return [_memory_inbox.take(self._live(read.key), read, limit) for read in reads]
 
     def _deliver(self, key: str, kind: ChannelKind, note: EventBatch | Control) -> None:
         if self._notify is not None and key in self._watched[kind]:

@@ -38,6 +38,7 @@ from ._gathering import Gathering
 from ._pubsub import Listener, PubSubListener
 from ._redis_ends import RedisEnds
 from ._redis_errors import unavailable_as_error
+from ._redis_inbox import RedisInbox
 from ._redis_replies import group_outcomes, outcome_of, session_state
 from ._scripts import Call, Client, Scripts
 from ._urls import client_from_url
@@ -45,7 +46,7 @@ from ._urls import client_from_url
 logger = logging.getLogger("fastapi_streamhub")
 
 
-class RedisBackend(RedisEnds):
+class RedisBackend(RedisEnds, RedisInbox):
     """Stores sessions in Redis through a ready `redis.asyncio.Redis` client.
 
     The client must be created with `decode_responses=True`. Pass one built for
@@ -381,6 +382,9 @@ class RedisBackend(RedisEnds):
     async def remove(self, key: str) -> bool:
         with unavailable_as_error():
             removed = await self._client.delete(
-                self._keys.state(key), self._keys.events(key), self._keys.packing(key)
+                self._keys.state(key),
+                self._keys.events(key),
+                self._keys.packing(key),
+                self._keys.inbox(key),
             )
         return bool(removed)

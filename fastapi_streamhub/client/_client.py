@@ -1,7 +1,9 @@
-"""`StreamClient`: start, attach to, cancel and inspect the streams of a fastapi-streamhub app."""
+"""`StreamClient`: start, attach to, steer, cancel and inspect the streams of a
+fastapi-streamhub app."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Final, Self, cast, get_args
@@ -10,6 +12,7 @@ import httpx
 
 from .._events import Status
 from .._status import CancelResult, StreamStatus
+from .._steering import Steered
 from ._errors import StreamClientError, request_error
 from ._retry import RetrySettings
 from ._stream import ResumableStream, StreamRequest
@@ -21,7 +24,8 @@ class StreamClient:
     """An async client for the routes of a `@resumable_stream` endpoint.
 
     `path` is always the path of the decorated route, for example `"/chat/1"`; the
-    client derives `{path}/stream`, `{path}/cancel` and `{path}/status` from it.
+    client derives `{path}/stream`, `{path}/cancel`, `{path}/steer` and `{path}/status`
+    from it.
 
         async with StreamClient("http://localhost:8000") as client:
             async with client.start("/chat/1", json={"text": "Hi"}) as stream:
@@ -129,6 +133,22 @@ class StreamClient:
             raise _unexpected("cancel", body) from exc
         return CancelResult(key=status.key, cancelled=cancelled, stopped=stopped, status=status)
 
+    async def steer(self, path: str, message: Any) -> Steered:
+        """Send `message` (any JSON value) to the running generation (`POST {path}/steer`),
+        wherever it runs; its generator receives it once, and the stream gets a `steer` event.
+
+        Raises:
+            StreamNotFoundError: no stream under the path's key.
+            StreamConflictError: no generation is running (it ended): the message is not kept.
+            StreamRequestError: any other refusal (413: too large, 429, 503, ...).
+            TypeError: `message` cannot be encoded as JSON.
+        """
+        body = await self._json("POST", _sibling(path, "steer"), body=json.dumps(message))
+        try:
+            return Steered(str(body["key"]), str(body["id"]), str(body["generation"]))
+        except KeyError as exc:
+            raise _unexpected("steer", body) from exc
+
     async def status(self, path: str) -> StreamStatus:
         """The stream's state (`GET {path}/status`), as any instance sees it.
 
@@ -138,11 +158,15 @@ class StreamClient:
         """
         return _status(await self._json("GET", _sibling(path, "status")))
 
-    async def _json(self, method: str, url: str) -> dict[str, Any]:
+    async def _json(self, method: str, url: str, body: str | None = None) -> dict[str, Any]:
+        """The JSON object a route answered with `200` (`202` to a request with a body)."""
+        headers = dict(self._headers)
+        if body is not None:
+            headers["content-type"] = "application/json"
         response = await self._http.request(
-            method, url, headers=self._headers, timeout=self._timeout
+            method, url, headers=headers, content=body, timeout=self._timeout
         )
-        if response.status_code != 200:
+        if response.status_code != (200 if body is None else 202):
             raise request_error(method, url, response)
         try:
             body = response.json()
