@@ -12,8 +12,11 @@ from typing import Any
 import anyio
 import pytest
 
+from fastapi_streamhub import StreamHub
 from tests.support.cli import CONSOLE_SCRIPT, CliRun, FollowingCli, run_cli
+from tests.support.redis_cluster import LocalCluster
 from tests.support.redis_server import RedisServer
+from tests.support.sentinel_server import SentinelServer
 from tests.support.sse import read_events
 from tests.support.uvicorn_server import UvicornServer
 
@@ -307,16 +310,18 @@ async def test_tail_follow_sees_a_lost_instance_and_the_next_one_start_again(
     assert (code, rest) == (130, "")
 
 
-async def test_ls_and_tail_on_a_cluster(shared_redis_cluster: Any) -> None:
-    from fastapi_streamhub import StreamHub
-
-    keys = [key for per in shared_redis_cluster.keys_on_each_primary().values() for key in per]
-    hub = StreamHub.from_url(shared_redis_cluster.url, shutdown_grace_s=0.1)
-    async with hub:
+async def produce(url: str, keys: list[str]) -> None:
+    """One finished stream per key, `hi` then `done`, written by a hub in this process."""
+    async with StreamHub.from_url(url, shutdown_grace_s=0.1) as hub:
         for key in keys:
             producer, _ = await hub.register(key)
             await producer.publish("hi")
             await producer.close()
+
+
+async def test_ls_tail_rm_and_stats_on_a_cluster(shared_redis_cluster: LocalCluster) -> None:
+    keys = [key for per in shared_redis_cluster.keys_on_each_primary().values() for key in per]
+    await produce(shared_redis_cluster.url, keys)
     env = {"STREAMHUB_REDIS_URL": shared_redis_cluster.url}
     listed = (await run_cli("ls", "--json", env=env)).json()
     assert sorted(row["key"] for row in listed) == sorted(keys)
@@ -325,6 +330,15 @@ async def test_ls_and_tail_on_a_cluster(shared_redis_cluster: Any) -> None:
     assert [line["data"] for line in tail.lines()] == ["hi", {}]
     assert (await run_cli("rm", "-y", keys[1], env=env)).code == 0
     assert (await run_cli("stats", "--json", env=env)).json()["streams"] == len(keys) - 1
+
+
+async def test_status_through_a_sentinel(make_redis_server: Callable[..., RedisServer]) -> None:
+    with SentinelServer(make_redis_server()) as sentinel:
+        await produce(sentinel.url, ["chat:s"])
+        env = {"STREAMHUB_REDIS_URL": sentinel.url}
+        status = (await run_cli("status", "chat:s", "--json", env=env)).json()
+        assert (status["status"], status["events"], status["end"]) == ("done", 2, {})
+        assert [row["key"] for row in (await run_cli("ls", "--json", env=env)).json()] == ["chat:s"]
 
 
 async def test_python_dash_m_and_the_console_script_are_the_same_command() -> None:
