@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Callable
 import anyio
 import pytest
 
-from fastapi_streamhub.backends import Backend
+from fastapi_streamhub import StreamEvent
+from fastapi_streamhub.backends import Append, Backend
 from fastapi_streamhub.backends.redis import RedisBackend
 from fastapi_streamhub.backends.redis_cluster import RedisClusterBackend
 from tests.support.polling import eventually
@@ -106,3 +107,17 @@ async def test_a_cluster_is_listed_across_every_primary(
         assert sorted(await backend.session_keys(limit=100)) == expected
     finally:
         await backend.aclose()
+
+
+async def test_the_bytes_of_each_session_grow_with_its_events(backend: Backend) -> None:
+    await claim(backend, "small")
+    await claim(backend, "large")
+    data = '"' + "x" * 20_000 + '"'
+    events = [StreamEvent("g1", seq, None, data) for seq in range(1, 6)]
+    (outcome,) = await backend.append_many([Append("large", "g1", events)], retention_ms=60_000)
+    assert outcome == "ok"
+    small, large, missing = await backend.session_bytes(["small", "large", "missing"])
+    assert missing is None
+    assert small is not None and large is not None
+    assert large >= 5 * 20_000 > small
+    assert await backend.session_bytes([]) == []

@@ -9,7 +9,7 @@ to a key (someone else's key that happens to match) is skipped.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, cast
 
@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 _SCAN_COUNT = 1000
 """Keys Redis looks at per `SCAN` step: a few hundred microseconds of its time each."""
+
+_USAGE_SAMPLES = 0
+"""`MEMORY USAGE ... SAMPLES 0` measures every entry of a stream, not a sample of five."""
 
 
 class RedisListing:
@@ -47,3 +50,17 @@ class RedisListing:
                         if len(found) >= limit:
                             break
         return list(found)
+
+    async def session_bytes(self, keys: Sequence[str]) -> list[int | None]:
+        if not keys:
+            return []
+        with unavailable_as_error():
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    for name in (self._keys.state(key), self._keys.events(key)):
+                        pipe.memory_usage(name, samples=_USAGE_SAMPLES)
+                replies = await pipe.execute()
+        sizes: list[int | None] = []
+        for state, events in zip(replies[::2], replies[1::2], strict=True):
+            sizes.append(None if state is None else int(state) + int(events or 0))
+        return sizes

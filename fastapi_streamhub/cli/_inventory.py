@@ -46,6 +46,8 @@ class SessionRow:
     compacted: bool
     finish_hook: str
     metadata: dict[str, Any]
+    bytes: int | None = None
+    """What storage holds for it (`session_bytes`), if read."""
     end: dict[str, Any] | None = None
     """The terminal event's data (`status` only): why it ended."""
 
@@ -64,6 +66,7 @@ class SessionRow:
             "status": self.status,
             "sources": self.sources,
             "events": self.events,
+            "bytes": self.bytes,
             "last_event_id": self.last_event_id,
             "started_at": _iso(self.started_at),
             "ended_at": None if self.ended_at is None else _iso(self.ended_at),
@@ -113,7 +116,8 @@ async def session_row(backend: Backend, key: str) -> SessionRow | None:
     details = await backend.details(key)
     if details is None:
         return None
-    row = row_of(details)
+    (size,) = await backend.session_bytes([key])
+    row = dataclasses.replace(row_of(details), bytes=size)
     if row.status in ("done", "error", "cancelled") and row.events:
         page = await backend.read(key, generation=row.generation, after_seq=row.events - 1, limit=1)
         if page is not None and page.events and page.events[-1].terminal:
@@ -138,7 +142,11 @@ async def session_rows(backend: Backend, *, scan_limit: int) -> list[SessionRow]
     async with anyio.create_task_group() as group:
         for key in keys:
             group.start_soon(read_one, key)
-    rows = [row_of(details) for details in found.values()]
+    sizes = await backend.session_bytes(list(found))
+    rows = [
+        dataclasses.replace(row_of(details), bytes=size)
+        for details, size in zip(found.values(), sizes, strict=True)
+    ]
     rows.sort(key=lambda row: (SHOWN_ORDER.index(row.status) > 2, -row.started_at.timestamp()))
     return rows
 
@@ -150,6 +158,7 @@ class Stats:
     streams: int
     by_status: dict[str, int]
     events: int
+    bytes: int
     compacted: int
     finish_hooks_owed: int
     instances: dict[str, int] = field(default_factory=dict)
@@ -161,6 +170,7 @@ class Stats:
             "streams": self.streams,
             "by_status": self.by_status,
             "events": self.events,
+            "bytes": self.bytes,
             "compacted": self.compacted,
             "finish_hooks_owed": self.finish_hooks_owed,
             "instances": self.instances,
@@ -176,6 +186,7 @@ def stats_of(rows: list[SessionRow]) -> Stats:
         streams=len(rows),
         by_status={status: counts.get(status, 0) for status in SHOWN_ORDER},
         events=sum(row.events for row in rows),
+        bytes=sum(row.bytes or 0 for row in rows),
         compacted=sum(row.compacted for row in rows),
         finish_hooks_owed=sum(row.finish_hook in ("owed", "running") for row in rows),
         instances=dict(Counter(row.owner for row in running)),

@@ -51,6 +51,18 @@ def age(seconds: float) -> str:
     return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
 
 
+def size(count: int) -> str:
+    """`512 B`, `12.3 KiB`, `4.0 MiB`."""
+    if count < 1024:
+        return f"{count} B"
+    value = float(count)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:.1f} {unit}"
+
+
 def sessions_table(rows: Sequence[SessionRow]) -> Table:
     now = time.time()
     table = Table(box=None, header_style="bold", pad_edge=False)
@@ -82,6 +94,7 @@ def status_pairs(row: SessionRow) -> list[tuple[str, str]]:
         ("status", row.status),
         ("generation", row.generation),
         ("events", str(row.events)),
+        ("bytes", "-" if row.bytes is None else size(row.bytes)),
         ("last event id", row.last_event_id),
         ("sources", str(row.sources)),
         ("owner", row.owner or "-"),
@@ -104,6 +117,7 @@ def stats_text(stats: Stats) -> str:
     pairs += [(f"  {status}", str(stats.by_status[status])) for status in SHOWN_ORDER]
     pairs += [
         ("events stored", str(stats.events)),
+        ("bytes stored", size(stats.bytes)),
         ("compacted", str(stats.compacted)),
         ("finish hooks owed", str(stats.finish_hooks_owed)),
         ("instances producing", str(len(stats.instances))),
