@@ -121,3 +121,9 @@ async def test_the_bytes_of_each_session_grow_with_its_events(backend: Backend) 
     assert small is not None and large is not None
     assert large >= 5 * 20_000 > small
     assert await backend.session_bytes([]) == []
+    done = StreamEvent("g1", 6, "done", "{}")
+    (ended,) = await backend.append_many([Append("large", "g1", [done])], retention_ms=60_000)
+    assert ended == "ok"
+    assert await backend.compact("large", generation="g1", chunk=100) == "done"
+    (compacted,) = await backend.session_bytes(["large"])
+    assert compacted is not None and compacted >= 5 * 20_000

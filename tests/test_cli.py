@@ -138,6 +138,21 @@ async def test_ls_status_tail_and_result_of_a_finished_stream_as_json(
     assert text.stdout == "tok0 tok1 tok2 \n"
 
 
+async def test_tail_of_a_running_stream_prints_what_is_stored_and_exits(
+    app: UvicornServer, env: dict[str, str]
+) -> None:
+    generation = await started(app, "a", count=10_000, delay_ms=10)
+    tail = await run_cli("tail", "gen:a", "--json", env=env)
+    assert (tail.code, tail.stderr) == (0, "")
+    lines = tail.lines()
+    assert lines == tokens(generation, len(lines))  # from the start, no end yet
+    assert lines
+    later = (await run_cli("status", "gen:a", "--json", env=env)).json()
+    assert later["events"] >= len(lines)
+    async with app.client() as http:
+        assert (await http.get("/health/ready")).json()["producers"] == 1
+
+
 async def test_human_output_shows_the_same(app: UvicornServer, env: dict[str, str]) -> None:
     generation = await finished(app, "a", 2)
     running = await started(app, "b")

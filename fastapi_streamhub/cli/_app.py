@@ -1,47 +1,27 @@
 """The `streamhub` command: look at and act on the streams of a running app from a shell.
 
-Each command opens a hub on the app's storage (`_connect.py`), does one thing through
-the hub's own API (`status`, `cancel`, `result`, `remove`, `subscribe`) or the backend
-contract (listing), prints it (`_render.py`), and exits with a code a script can test.
+Each command runs on a hub started on the app's storage (`_runner.py`, `_connect.py`),
+does one thing through the hub's own API (`status`, `cancel`, `result`, `remove`,
+`subscribe`) or the backend contract (listing, `_inventory.py`), prints it
+(`_render.py`), and exits with a code a script can test.
 """
 
 from __future__ import annotations
 
-import signal
-import sys
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
-import anyio
 import click
 
 from .._cursor import Cursor
-from .._errors import (
-    BackendUnavailableError,
-    InvalidCursorError,
-    InvalidKeyError,
-    SessionNotFoundError,
-)
+from .._errors import InvalidCursorError, SessionNotFoundError
 from .._events import StreamEvent
 from .._hub import StreamHub
 from .._keys import validate_key
 from . import _render as render
-from ._connect import (
-    EXIT_NOT_FOUND,
-    EXIT_USAGE,
-    CliError,
-    Settings,
-    open_hub,
-    quiet_library_logs,
-    unreachable,
-)
+from ._connect import EXIT_NOT_FOUND, CliError, Settings, quiet_library_logs
 from ._inventory import SHOWN_ORDER, session_row, session_rows, stats_of
+from ._runner import note, print_json, run
 from ._tail import Tail
-
-_EXIT_INTERRUPTED = 130
-
-Command = Callable[[StreamHub, Settings], Awaitable[None]]
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 
@@ -81,91 +61,6 @@ def cli(
     ctx.obj = (url, prefix, socket_timeout_s)
 
 
-def _settings(ctx: click.Context) -> Settings:
-    url, prefix, socket_timeout_s = ctx.find_root().obj
-    if not url:
-        raise click.UsageError("no Redis URL: pass --url or set STREAMHUB_REDIS_URL")
-    if "{" in prefix or "}" in prefix:
-        raise click.BadParameter("the key prefix may not contain '{' or '}'", param_hint="--prefix")
-    return Settings(url=url, prefix=prefix, socket_timeout_s=socket_timeout_s)
-
-
-def _run(ctx: click.Context, command: Command) -> None:
-    """Run `command` on a started hub; every failure becomes a message and an exit code."""
-    settings = _settings(ctx)
-    try:
-        interrupted = anyio.run(_execute, settings, command)
-    except CliError as exc:
-        _fail(exc.message, exc.code)
-    except BackendUnavailableError as exc:
-        error = unreachable(settings, exc)
-        _fail(error.message, error.code)
-    except (InvalidKeyError, InvalidCursorError) as exc:
-        _fail(str(exc), EXIT_USAGE)
-    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
-        interrupted = True
-    if interrupted:
-        sys.exit(_EXIT_INTERRUPTED)
-
-
-async def _execute(settings: Settings, command: Command) -> bool:
-    """Run `command` until it returns or SIGINT/SIGTERM (Ctrl-C) stops it; True if stopped.
-
-    The signals cancel the command through a cancel scope, which every await inside the
-    hub honours, and the hub then shuts down as in an app."""
-    interrupted = False
-
-    async def stop_on_signals(scope: anyio.CancelScope) -> None:
-        nonlocal interrupted
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                interrupted = True
-                scope.cancel()
-
-    failure: Exception | None = None
-    async with anyio.create_task_group() as group:
-        group.start_soon(stop_on_signals, group.cancel_scope)
-        try:
-            async with open_hub(settings) as hub:
-                try:
-                    await command(hub, settings)
-                except SessionNotFoundError as exc:
-                    raise await _not_found(hub, settings, exc.key) from exc
-        except Exception as exc:  # raised below, not wrapped in an exception group
-            failure = exc
-        group.cancel_scope.cancel()
-    if failure is not None:
-        raise failure
-    return interrupted
-
-
-def _fail(message: str, code: int) -> None:
-    click.echo(f"streamhub: error: {message}", err=True)
-    sys.exit(code)
-
-
-async def _not_found(hub: StreamHub, settings: Settings, key: str) -> CliError:
-    message = f"no stream under key {key!r} in {settings.where}"
-    try:
-        empty = not await hub.backend.session_keys(limit=1)
-    except BackendUnavailableError:
-        empty = False
-    if empty:
-        message += (
-            "; no stream at all is stored under this prefix: is it the app's "
-            "(--prefix, STREAMHUB_KEY_PREFIX)?"
-        )
-    return CliError(message, EXIT_NOT_FOUND)
-
-
-def _note(message: str) -> None:
-    click.echo(f"streamhub: {message}", err=True)
-
-
-def _print_json(value: Any) -> None:
-    click.echo(render.dump(value))
-
-
 @cli.command("ls")
 @click.option(
     "--status",
@@ -194,13 +89,13 @@ def list_streams(
         rows = [row for row in rows if not statuses or row.status in statuses][:limit]
         if as_json:
             now = time.time()
-            _print_json([row.as_json(now) for row in rows])
+            print_json([row.as_json(now) for row in rows])
         elif rows:
             render.stdout_console().print(render.sessions_table(rows))
         else:
-            _note(f"no streams in {settings.where}")
+            note(f"no streams in {settings.where}")
 
-    _run(ctx, command)
+    run(ctx, command)
 
 
 @cli.command()
@@ -215,11 +110,11 @@ def status(ctx: click.Context, key: str, as_json: bool) -> None:
         if row is None:
             raise SessionNotFoundError(key)
         if as_json:
-            _print_json(row.as_json(time.time(), with_end=True))
+            print_json(row.as_json(time.time(), with_end=True))
         else:
             click.echo(render.pairs_text(render.status_pairs(row)))
 
-    _run(ctx, command)
+    run(ctx, command)
 
 
 @cli.command()
@@ -246,10 +141,10 @@ def tail(ctx: click.Context, key: str, after: str | None, follow: bool, as_json:
         click.echo(render.event_json(event) if as_json else render.event_line(event))
 
     async def command(hub: StreamHub, settings: Settings) -> None:
-        reader = Tail(hub, validate_key(key), after=cursor, emit=emit, note=_note)
+        reader = Tail(hub, validate_key(key), after=cursor, emit=emit, note=note)
         await (reader.follow() if follow else reader.snapshot())
 
-    _run(ctx, command)
+    run(ctx, command)
 
 
 def _cursor(text: str | None) -> Cursor | None:
@@ -280,7 +175,7 @@ def cancel(ctx: click.Context, key: str, wait: float, as_json: bool) -> None:
         if outcome is None:
             raise SessionNotFoundError(key)
         if as_json:
-            _print_json(render.cancel_json(outcome))
+            print_json(render.cancel_json(outcome))
         elif outcome.cancelled:
             stopped = (
                 "its producer stopped" if outcome.stopped else "its producer has not confirmed yet"
@@ -289,7 +184,7 @@ def cancel(ctx: click.Context, key: str, wait: float, as_json: bool) -> None:
         else:
             click.echo(f"{key!r} had already ended ({outcome.status.status}); nothing to cancel")
 
-    _run(ctx, command)
+    run(ctx, command)
 
 
 @cli.command()
@@ -312,7 +207,7 @@ def result(
                 )
             raise SessionNotFoundError(key)
         if as_json:
-            _print_json(render.result_json(found))
+            print_json(render.result_json(found))
         elif text_only:
             click.echo(found.text)
         else:
@@ -320,7 +215,7 @@ def result(
             click.echo(render.RULE)
             click.echo(found.text)
 
-    _run(ctx, command)
+    run(ctx, command)
 
 
 @cli.command("rm")
@@ -340,11 +235,11 @@ def remove(ctx: click.Context, key: str, yes: bool, as_json: bool) -> None:
         if not await hub.remove(key):
             raise SessionNotFoundError(key)
         if as_json:
-            _print_json({"key": key, "removed": True})
+            print_json({"key": key, "removed": True})
         else:
             click.echo(f"removed {key!r}")
 
-    _run(ctx, command)
+    run(ctx, command)
 
 
 @cli.command()
@@ -363,8 +258,8 @@ def stats(ctx: click.Context, scan_limit: int, as_json: bool) -> None:
     async def command(hub: StreamHub, settings: Settings) -> None:
         figures = stats_of(await session_rows(hub.backend, scan_limit=scan_limit))
         if as_json:
-            _print_json(figures.as_json())
+            print_json(figures.as_json())
         else:
             click.echo(render.stats_text(figures))
 
-    _run(ctx, command)
+    run(ctx, command)
