@@ -62,10 +62,13 @@ async def _execute(settings: Settings, command: Command) -> bool:
 
     async def stop_on_signals(scope: anyio.CancelScope) -> None:
         nonlocal interrupted
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                interrupted = True
-                scope.cancel()
+        try:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    interrupted = True
+                    scope.cancel()
+        except NotImplementedError:  # Windows: Ctrl-C arrives as KeyboardInterrupt
+            return
 
     failure: Exception | None = None
     async with anyio.create_task_group() as group:
