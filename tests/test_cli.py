@@ -156,9 +156,12 @@ async def test_tail_of_a_running_stream_prints_what_is_stored_and_exits(
 async def test_human_output_shows_the_same(app: UvicornServer, env: dict[str, str]) -> None:
     generation = await finished(app, "a", 2)
     running = await started(app, "b")
+    long_run = "r" * 300
+    long_generation = await finished(app, long_run, 1)
     listed = await run_cli("ls", env=env)
     assert listed.code == 0, listed
-    header, first, second = listed.stdout.splitlines()
+    header, first, long_row, second = listed.stdout.splitlines()  # one line per row
+    assert long_row.split()[:3] == [f"gen:{long_run}", long_generation, "done"]
     assert header.split() == ["KEY", "GENERATION", "STATUS", "SOURCES", "EVENTS", "AGE", "OWNER"]
     assert first.split()[:4] == ["gen:b", running, "running", "1"]
     assert re.fullmatch(r"[0-9a-f]{16}", first.split()[-1])

@@ -66,8 +66,11 @@ def size(count: int) -> str:
 def sessions_table(rows: Sequence[SessionRow]) -> Table:
     now = time.time()
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("KEY", "GENERATION", "STATUS", "SOURCES", "EVENTS", "AGE", "OWNER"):
-        table.add_column(column, justify="right" if column in ("SOURCES", "EVENTS") else "left")
+    longest = max((len(row.key) for row in rows), default=3)
+    table.add_column("KEY", min_width=min(longest, _KEY_MIN_WIDTH), overflow="fold")
+    for column in ("GENERATION", "STATUS", "SOURCES", "EVENTS", "AGE", "OWNER"):
+        numeric = column in ("SOURCES", "EVENTS")
+        table.add_column(column, justify="right" if numeric else "left", no_wrap=True)
     for row in rows:
         table.add_row(
             Text(row.key, overflow="fold"),
@@ -179,5 +182,15 @@ def event_line(event: StreamEvent) -> str:
     return f"{event.id}  {event.event or 'message'}  {event.data}"
 
 
+_KEY_MIN_WIDTH = 30
+"""On a narrow terminal the key keeps this much room; a longer one folds onto more lines."""
+
+_PIPE_WIDTH = 100_000
+"""Into a pipe, a row is one line however long its key: `grep` and `awk` read rows."""
+
+
 def stdout_console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=_PIPE_WIDTH)
+    return console

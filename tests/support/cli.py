@@ -44,7 +44,7 @@ class CliRun:
 
 
 def cli_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    return child_env({"COLUMNS": "200", **(env or {})}, drop_prefix="STREAMHUB_")
+    return child_env(env, drop_prefix="STREAMHUB_")
 
 
 async def run_cli(
