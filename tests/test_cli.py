@@ -5,6 +5,7 @@ generations, a frozen Redis and a killed instance, and the exit code of every er
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -368,3 +369,15 @@ async def test_python_dash_m_and_the_console_script_are_the_same_command() -> No
     assert module.code == script.code == 0
     assert module.stdout == script.stdout
     assert "Usage: streamhub" in module.stdout
+
+
+async def test_without_the_cli_extra_the_module_says_what_to_install() -> None:
+    blocked = (
+        "import runpy, sys; sys.modules['click'] = None; "
+        "runpy.run_module('fastapi_streamhub', run_name='__main__')"
+    )
+    run = await run_cli("ls", command=[sys.executable, "-c", blocked])
+    assert run.code == 1
+    assert run.stderr.startswith(
+        "streamhub: the command line needs the cli extra: pip install 'fastapi-streamhub[cli]'"
+    )
