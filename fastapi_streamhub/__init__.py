@@ -21,6 +21,8 @@ from ._errors import (
     SubscriberLaggedError,
 )
 from ._events import Event, StreamEvent, UnsupportedChunkError
+from ._health import HubHealth
+from ._health_routes import health_router
 from ._http_errors import (
     BadCursorHTTPError,
     ForbiddenHTTPError,
@@ -52,6 +54,7 @@ __all__ = [
     "Cursor",
     "Event",
     "ForbiddenHTTPError",
+    "HubHealth",
     "HubNotStartedError",
     "InboxFullError",
     "InboxFullHTTPError",
@@ -90,6 +93,7 @@ __all__ = [
     "current_producer",
     "dispatched_stream",
     "get_hub",
+    "health_router",
     "mount_stream_routes",
     "resumable_stream",
 ]
