@@ -16,7 +16,7 @@ from benchmarks.sse_client import StreamBrokenError
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="fastapi-streamhub (memory, Redis) against plain sse-starlette, same run.",
+        description="fastapi-streamhub (memory, Redis, Redis Cluster) against plain sse-starlette.",
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks it all works")
     parser.add_argument(
@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--targets",
         type=_targets,
         default=list(TARGETS),
-        help="comma-separated subset of baseline,memory,redis (default: all)",
+        help="comma-separated subset of baseline,memory,redis,cluster (default: all)",
     )
     parser.add_argument(
         "--profile",
@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.table(rows, args.targets))
     print()
     print(report.check_lines(checks))
+    for target, reason in machine["skipped_targets"].items():
+        print(f"\nTARGET {target.upper()} NOT MEASURED (its column is empty): {reason}")
     meta = {"smoke": args.smoke, "machine": machine, "sizes": asdict(sizes)}
     path = report.write_json(rows, checks, meta)
     print(f"\nwritten: {path.relative_to(REPO)}")

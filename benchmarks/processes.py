@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -22,8 +23,9 @@ import httpx
 import psutil
 import redis
 
-Target = Literal["baseline", "memory", "redis"]
-TARGETS: tuple[Target, ...] = ("baseline", "memory", "redis")
+Target = Literal["baseline", "memory", "redis", "cluster"]
+TARGETS: tuple[Target, ...] = ("baseline", "memory", "redis", "cluster")
+STORE_TARGETS: tuple[Target, ...] = ("redis", "cluster")  # the targets served from Redis
 REPO = Path(__file__).resolve().parent.parent
 # The same event loop and HTTP parser for both servers, whatever else is installed.
 UVICORN_FLAGS = ["--loop", "asyncio", "--http", "h11", "--no-access-log", "--log-level", "warning"]
@@ -62,6 +64,24 @@ class Measured:
         return int(self._proc.memory_info().rss)
 
 
+@dataclass(frozen=True)
+class NodeSample:
+    """One Redis primary at one instant: commands served so far, CPU time so far."""
+
+    calls: int
+    cpu_s: float
+
+
+def command_calls(client: redis.Redis) -> dict[str, int]:
+    """Calls per command so far, leaving out the INFO calls that read them."""
+    stats = client.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): int(stat["calls"])
+        for name, stat in stats.items()
+        if name != "cmdstat_info"
+    }
+
+
 class RedisServer:
     """Our own redis-server on a free port (never the shared one on 6379)."""
 
@@ -73,14 +93,15 @@ class RedisServer:
     def version(self) -> str:
         return str(self.client.info("server")["redis_version"])
 
+    def flush(self) -> None:
+        self.client.flushall()
+
     def command_calls(self) -> dict[str, int]:
-        """Calls per command so far, leaving out the INFO calls that read them."""
-        stats = self.client.info("commandstats")
-        return {
-            name.removeprefix("cmdstat_"): int(stat["calls"])
-            for name, stat in stats.items()
-            if name != "cmdstat_info"
-        }
+        return command_calls(self.client)
+
+    def node_samples(self) -> tuple[NodeSample, ...]:
+        """The one primary, as `ClusterServer.node_samples` gives each of a cluster's."""
+        return (NodeSample(sum(self.command_calls().values()), self.proc.cpu_s()),)
 
     def session_bytes(self, chat_id: str) -> int:
         """`MEMORY USAGE` of every key of that chat's session (state and events)."""
@@ -126,7 +147,7 @@ def app_server(target: Target, env: dict[str, str], redis_url: str) -> Iterator[
     factory = "create_baseline_app" if target == "baseline" else "create_streamhub_app"
     port = free_port()
     env = {**os.environ, **env, "PYTHONPATH": str(REPO)}
-    env["BENCH_REDIS_URL"] = redis_url if target == "redis" else ""
+    env["BENCH_REDIS_URL"] = redis_url if target in STORE_TARGETS else ""
     cmd = [sys.executable, "-m", "uvicorn", "--factory", f"benchmarks.servers:{factory}"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), *UVICORN_FLAGS]
     with tempfile.TemporaryFile() as log:

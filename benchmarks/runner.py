@@ -12,12 +12,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import profiling
+from benchmarks import cluster, profiling
+from benchmarks.cluster import ClusterServer, ClusterUnavailable
 from benchmarks.processes import REPO, RedisServer, Target, app_server, redis_server
 from benchmarks.scenarios import SCENARIOS, Context, Figure, median_figures
 from benchmarks.sizes import Sizes
 
 Results = dict[int, dict[Target, list[Figure]]]
+Store = RedisServer | ClusterServer
 PACKAGES = ("fastapi", "starlette", "sse-starlette", "uvicorn", "redis", "anyio")
 
 
@@ -26,54 +28,81 @@ def run(
 ) -> tuple[Results, dict[str, Any]]:
     """Every scenario for every target, in that order, so each ratio shares a run.
 
-    With `profile_dir`, each server is sampled by py-spy while it is measured.
+    With `profile_dir`, each server is sampled by py-spy while it is measured. The
+    cluster target runs `cluster.SCENARIOS` only; it is left out, loudly, where no
+    cluster can start.
     """
     results: Results = {}
     load_before = os.getloadavg()[0]
     with contextlib.ExitStack() as stack:
-        redis = stack.enter_context(redis_server()) if "redis" in targets else None
+        stores: dict[Target, Store] = {}
+        if "redis" in targets:
+            stores["redis"] = stack.enter_context(redis_server())
+        skipped = {}
+        if "cluster" in targets and cluster.SCENARIOS.intersection(numbers):
+            try:
+                stores["cluster"] = stack.enter_context(cluster.redis_cluster())
+            except ClusterUnavailable as exc:
+                skipped["cluster"] = str(exc)
+                _shout(f"NO CLUSTER TARGET IN THIS RUN: a local Redis Cluster did not start: {exc}")
+        if "cluster" in targets and (left_out := sorted(set(numbers) - cluster.SCENARIOS)):
+            names = ", ".join(f"S{n}" for n in left_out)
+            print(f"the cluster target does not run {names}", file=sys.stderr)
         for number in numbers:
             rounds = SCENARIOS[number].rounds(sizes)
-            by_target: dict[Target, list[list[Figure]]] = {t: [] for t in targets}
+            runs = [t for t in targets if _runs(t, number, stores)]
+            by_target: dict[Target, list[list[Figure]]] = {t: [] for t in runs}
             for index in range(rounds):
-                for target in targets:
+                for target in runs:
                     label = f"{target}, round {index + 1}/{rounds}" if rounds > 1 else target
-                    figures = _run_one(number, target, sizes, redis, profile_dir, label)
+                    store = stores.get(target)
+                    figures = _run_one(number, target, sizes, store, profile_dir, label)
                     by_target[target].append(figures)
-            results[number] = {t: median_figures(by_target[t]) for t in targets}
-        return results, machine(redis, load_before)
+            results[number] = {t: median_figures(by_target[t]) for t in runs}
+        return results, {**machine(stores, load_before), "skipped_targets": skipped}
+
+
+def _runs(target: Target, number: int, stores: dict[Target, Store]) -> bool:
+    if target == "cluster":
+        return "cluster" in stores and number in cluster.SCENARIOS
+    return True
+
+
+def _shout(message: str) -> None:
+    line = "!" * min(len(message), 100)
+    print(f"\n{line}\n{message}\n{line}\n", file=sys.stderr, flush=True)
 
 
 def _run_one(
     number: int,
     target: Target,
     sizes: Sizes,
-    redis: RedisServer | None,
+    store: Store | None,
     profile_dir: Path | None,
     label: str,
 ) -> list[Figure]:
-    """One scenario on a fresh server (and an emptied Redis)."""
+    """One scenario on a fresh server (and an emptied Redis or cluster)."""
     scenario = SCENARIOS[number]
     print(f"S{number} {scenario.title}: {label}", file=sys.stderr, flush=True)
-    if redis:
-        redis.client.flushall()
+    if store:
+        store.flush()
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(
-            app_server(target, scenario.env(sizes), redis.url if redis else "")
+            app_server(target, scenario.env(sizes), store.url if store else "")
         )
         if profile_dir:
             name = label.replace(", round ", "-r").replace("/", "of")
             out = profile_dir / f"s{number}-{name}.txt"
             stack.enter_context(profiling.recording(server.pid, out))
-        ctx = Context(server, redis if target == "redis" else None, sizes, target)
+        ctx = Context(server, store, sizes, target)
         return asyncio.run(scenario.run(ctx))
 
 
-def machine(redis: RedisServer | None, load_before: float) -> dict[str, Any]:
+def machine(stores: dict[Target, Store], load_before: float) -> dict[str, Any]:
     """What the figures were measured on, and how busy it was (other work skews them)."""
     versions = {name: metadata.version(name) for name in PACKAGES}
-    if redis:
-        versions["redis-server"] = redis.version()
+    if store := next(iter(stores.values()), None):
+        versions["redis-server"] = store.version()
     return {
         "nproc": os.cpu_count(),
         "cpu": _cpu_model(),

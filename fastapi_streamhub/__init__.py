@@ -22,6 +22,8 @@ from ._errors import (
     SubscriberLaggedError,
 )
 from ._events import Event, Sourced, StreamEvent, UnsupportedChunkError
+from ._health import HubHealth
+from ._health_routes import health_router
 from ._http_errors import (
     BadCursorHTTPError,
     ForbiddenHTTPError,
@@ -38,6 +40,7 @@ from ._hub import StreamHub
 from ._jobs import JobOutcome, StreamJob
 from ._joined import JoinedSource
 from ._mount import mount_stream_routes
+from ._observe import Observer
 from ._policy import StreamPolicy
 from ._producer import Producer
 from ._result import ResultEvent, StreamResult
@@ -54,6 +57,7 @@ __all__ = [
     "Cursor",
     "Event",
     "ForbiddenHTTPError",
+    "HubHealth",
     "HubNotStartedError",
     "InboxFullError",
     "InboxFullHTTPError",
@@ -67,6 +71,7 @@ __all__ = [
     "MessageTooLargeHTTPError",
     "NotRunningError",
     "NotRunningHTTPError",
+    "Observer",
     "Producer",
     "ProducerStoppedError",
     "ResultEvent",
@@ -95,6 +100,7 @@ __all__ = [
     "current_producer",
     "dispatched_stream",
     "get_hub",
+    "health_router",
     "mount_stream_routes",
     "resumable_stream",
 ]

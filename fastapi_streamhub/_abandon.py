@@ -22,6 +22,7 @@ from ._config import HubConfig
 from ._errors import BackendUnavailableError
 from ._events import terminal_data
 from ._fanout import Fanout
+from ._logs import about
 from ._policy import Policies
 from ._producer import Producer
 from .backends._base import Backend, Unread
@@ -107,7 +108,13 @@ class Abandonment:
         )
         for (unread, producer), abandoned in zip(candidates, ended, strict=True):
             if abandoned:
-                logger.info("stream %r (generation %s): abandoned", unread.key, unread.generation)
+                key, generation = unread.key, unread.generation
+                logger.info(
+                    "stream %r (generation %s): abandoned",
+                    key,
+                    generation,
+                    extra=about(key, generation),
+                )
                 producer._stop("cancelled")
 
     def _candidates(self) -> list[tuple[Unread, Producer]]:

@@ -17,6 +17,8 @@ import anyio.lowlevel
 
 from ._config import HubConfig
 from ._errors import BackendUnavailableError
+from ._logs import about
+from ._observe import root_error
 from ._waiter import Waiter
 from .backends._base import Backend
 from .backends._packing import CHUNK_EVENTS
@@ -66,10 +68,28 @@ class Compactor:
             await self._compact(key, generation)
 
     async def _compact(self, key: str, generation: str) -> None:
+        observer = self._config.observer
         try:
-            await compact(self._backend, key, generation)
+            outcome = "done" if await compact(self._backend, key, generation) else "skipped"
         except BackendUnavailableError as exc:
-            logger.warning("stream %r: compaction put off, storage unavailable: %s", key, exc)
+            logger.warning(
+                "stream %r (generation %s): compaction put off, storage unavailable: %s",
+                key,
+                generation,
+                exc,
+                extra=about(key, generation),
+            )
+            if observer is not None:
+                observer.storage_error("compact", "transient", root_error(exc))
             self._queue.append((time.monotonic() + _RETRY_S, key, generation))
+            return
         except Exception:
-            logger.exception("stream %r: compaction failed; its events stay as they are", key)
+            logger.exception(
+                "stream %r (generation %s): compaction failed; its events stay as they are",
+                key,
+                generation,
+                extra=about(key, generation),
+            )
+            outcome = "failed"
+        if observer is not None:
+            observer.compacted(key, generation, outcome)

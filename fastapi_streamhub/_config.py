@@ -7,9 +7,11 @@ in step).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypedDict
+
+from ._observe import Observer, combine
 
 if TYPE_CHECKING:
     from ._result import StreamResult
@@ -21,7 +23,15 @@ RetentionFor = Callable[[str], float | None]
 """The retention of one key's sessions in seconds, or None for `retention_s`."""
 
 _NOT_NUMBERS = frozenset(
-    {"compact", "compact_after_s", "abandon_after_s", "on_finish", "retention_for"}
+    {
+        "compact",
+        "compact_after_s",
+        "abandon_after_s",
+        "on_finish",
+        "retention_for",
+        "observers",
+        "observer",
+    }
 )
 
 
@@ -70,6 +80,8 @@ class HubConfig:
         start_timeout_s: how long a stream handed to a job queue (`hub.dispatch`) waits
             for a worker to start it; after that its readers get an `error` with the
             reason `not_started`.
+        observers: told what the hub does (`fastapi_streamhub.prometheus`,
+            `fastapi_streamhub.otel`, or your own `Observer`); none by default.
         max_message_bytes: the size of one steering message (`hub.steer`, the `steer`
             route) as compact JSON; a larger one is refused (HTTP 413).
     """
@@ -99,9 +111,14 @@ class HubConfig:
     on_finish: FinishHook | None = None
     retention_for: RetentionFor | None = None
     start_timeout_s: float = 30.0
+    observers: Sequence[Observer] = ()
+    observer: Observer | None = field(init=False, default=None, repr=False, compare=False)
+    """The observers as one, or None when there are none: the hub's one check."""
     max_message_bytes: int = 16 * 1024
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "observers", tuple(self.observers))
+        object.__setattr__(self, "observer", combine(self.observers))
         for name in self.__dataclass_fields__:
             value = getattr(self, name)
             if name not in _NOT_NUMBERS and value <= 0:
@@ -205,4 +222,5 @@ class HubOptions(TypedDict, total=False):
     on_finish: FinishHook | None
     retention_for: RetentionFor | None
     start_timeout_s: float
+    observers: Sequence[Observer]
     max_message_bytes: int

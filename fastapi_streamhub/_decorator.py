@@ -20,6 +20,7 @@ from ._dependency import get_hub
 from ._errors import SessionBusyError
 from ._http_errors import ForbiddenHTTPError, StreamConflictHTTPError, http_errors
 from ._hub import StreamHub
+from ._observe import resume_source
 from ._policy import StreamPolicy
 from ._runner import drive
 from ._spec import Authorize, OnConflict, StreamSpec, template_fields
@@ -176,5 +177,6 @@ async def _start_or_attach(
     if created:
         subscription.opened_at_start(generation)
     else:
-        await subscription.open()
+        with resume_source("attach"):
+            await subscription.open()
     return subscription

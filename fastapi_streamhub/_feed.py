@@ -16,6 +16,7 @@ import anyio
 
 from ._errors import ProducerStoppedError, StreamError
 from ._events import UnsupportedChunkError
+from ._logs import about
 
 logger = logging.getLogger("fastapi_streamhub")
 
@@ -27,6 +28,9 @@ class Sink(Protocol):
 
     @property
     def key(self) -> str: ...
+
+    @property
+    def generation(self) -> str: ...
 
     async def publish(self, chunk: object) -> None: ...
 
@@ -45,11 +49,20 @@ async def feed(sink: Sink, generator: AsyncIterator[object]) -> None:
         await sink.fail(exc.message)
         return
     except UnsupportedChunkError as exc:
-        logger.error("stream %r: %s", sink.key, exc)
+        key, generation = sink.key, sink.generation
+        logger.error(
+            "stream %r (generation %s): %s", key, generation, exc, extra=about(key, generation)
+        )
         await sink.fail("The stream produced a value that cannot be sent.", reason="unsupported")
         return
     except Exception:
-        logger.exception("stream %r: the producer raised", sink.key)
+        key, generation = sink.key, sink.generation
+        logger.exception(
+            "stream %r (generation %s): the producer raised",
+            key,
+            generation,
+            extra=about(key, generation),
+        )
         await sink.fail("The stream failed.", reason="failed")
         return
     finally:

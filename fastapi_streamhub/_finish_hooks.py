@@ -27,6 +27,7 @@ import anyio
 from ._config import FinishHook, HubConfig
 from ._errors import BackendUnavailableError
 from ._events import terminal_data
+from ._logs import about
 from ._policy import Policies, call_hook
 from ._result import read_result
 from .backends._base import Backend, HookTake, SessionDetails, SessionState
@@ -125,10 +126,19 @@ class FinishHooks:
         )
         if result is None:
             return
+        started, outcome = time.monotonic(), "ok"
         try:
             await call_hook(hook, result)
         except Exception:
-            logger.exception("stream %r (generation %s): the finish hook raised", key, generation)
+            logger.exception(
+                "stream %r (generation %s): the finish hook raised",
+                key,
+                generation,
+                extra=about(key, generation),
+            )
+            outcome = "raised"
+        if (observer := self._config.observer) is not None:
+            observer.finish_hook_ran(key, generation, outcome, time.monotonic() - started)
 
     async def _keep_hold(self, key: str, generation: str, holder: str) -> None:
         every = self._config.hook_hold_ms / 3000
@@ -143,7 +153,13 @@ class FinishHooks:
                     grace_ms=0,
                 )
             except BackendUnavailableError as exc:
-                logger.warning("stream %r: the finish hook's hold not renewed: %s", key, exc)
+                logger.warning(
+                    "stream %r (generation %s): the finish hook's hold not renewed: %s",
+                    key,
+                    generation,
+                    exc,
+                    extra=about(key, generation),
+                )
 
     async def drain(self) -> None:
         """Wait until no hook of this process is running (bounded by the caller)."""
@@ -179,6 +195,7 @@ class FinishHooks:
                 "stream %r (generation %s): ran the finish hook its instance left owed",
                 key,
                 generation,
+                extra=about(key, generation),
             )
             after(key, generation)
         return taken in ("taken", "done", "none")
@@ -227,6 +244,7 @@ class FinishHooks:
                     key,
                     state.generation,
                     details.hook_name,
+                    extra=about(key, state.generation),
                 )
                 await self._backend.hook_done(key, generation=state.generation)
                 return

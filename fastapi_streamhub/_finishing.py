@@ -105,11 +105,13 @@ class Finishing:
             hook = plan.hook
             self.hooks.busy()
             self._supervisor.guard(
-                f"finish hook {key!r}", lambda: self.hooks.run_own(key, generation, hook)
+                f"stream {key!r} (generation {generation}): finish hook",
+                lambda: self.hooks.run_own(key, generation, hook),
             )
         elif plan is None and self.policies.has_hooks:  # adopted: its claim was elsewhere
             self._supervisor.guard(
-                f"finish hook {key!r}", lambda: self.hooks.run_adopted(key, generation)
+                f"stream {key!r} (generation {generation}): finish hook",
+                lambda: self.hooks.run_adopted(key, generation),
             )
         self.compactor.schedule(key, generation)
 

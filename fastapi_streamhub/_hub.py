@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -47,6 +48,7 @@ from ._joined import JoinedSource
 from ._keys import validate_key
 from ._leases import LeaseKeeper
 from ._local import LocalProducers
+from ._logs import about
 from ._policy import StreamPolicy
 from ._producer import Producer
 from ._producer_core import ProducerCore
@@ -251,6 +253,8 @@ class StreamHub:
         self._inboxes.resync()
         for producer in self._producers:
             self._check_soon(producer)
+        if (observer := self.config.observer) is not None:
+            observer.notifications_resynced()
 
     def _check_soon(self, producer: Producer) -> None:
         supervisor = self._supervisor
@@ -312,8 +316,14 @@ class StreamHub:
         self._inboxes.add(producer.inbox)
         producer.inbox.on(INBOX_KIND, producer._on_source_message)
         self._fanout.open_local(key, generation)
+        logger.debug(
+            "stream %r (generation %s): started", key, generation, extra=about(key, generation)
+        )
+        if (observer := self.config.observer) is not None:
+            observer.stream_started(producer)
         self._require_supervisor().guard(
-            f"control watch {key!r}", lambda: self._watch_control(producer)
+            f"stream {key!r} (generation {generation}): control watch",
+            lambda: self._watch_control(producer),
         )
         return producer
 
@@ -374,17 +384,38 @@ class StreamHub:
         try:
             await self._fanout.add(producer.key, "control", producer._on_control)
         except BackendUnavailableError as exc:
-            logger.warning("stream %r: no cancel signals until a write: %s", producer.key, exc)
+            key, generation = producer.key, producer.generation
+            logger.warning(
+                "stream %r (generation %s): no cancel signals until a write: %s",
+                key,
+                generation,
+                exc,
+                extra=about(key, generation),
+            )
         self._inboxes.read_soon(producer.inbox)
 
     def _start_wind_up(self, producer: ProducerCore) -> None:
-        self._require_supervisor().guard(f"wind-up {producer.key!r}", producer._wind_up)
+        self._require_supervisor().guard(
+            f"stream {producer.key!r} (generation {producer.generation}): wind-up",
+            producer._wind_up,
+        )
 
     async def _forget(self, producer: Producer) -> None:
         """Run by the producer's own wind-up, so its end costs no task of its own."""
         self._producers.forget(producer)
         self._inboxes.discard(producer.inbox)
         self._finishing.ended(producer)
+        key, generation, outcome = producer.key, producer.generation, producer.stop_reason
+        logger.debug(
+            "stream %r (generation %s): ended (%s, %d events)",
+            key,
+            generation,
+            outcome,
+            producer.seq,
+            extra=about(key, generation),
+        )
+        if (observer := self.config.observer) is not None:
+            observer.stream_ended(producer, outcome or "error")
         await self._fanout.remove(producer.key, "control", producer._on_control)
 
     def spawn(self, producer: Producer, run: Callable[[], Awaitable[None]]) -> None:
@@ -397,7 +428,9 @@ class StreamHub:
             await producer.fail("The stream failed.", reason="failed")
 
         self._require_supervisor().guard(
-            f"producer {producer.key!r}", lambda: producer._run_task(run), failed
+            f"stream {producer.key!r} (generation {producer.generation}): producer",
+            lambda: producer._run_task(run),
+            failed,
         )
 
     def join(
@@ -470,9 +503,18 @@ class StreamHub:
         The answer carries the generation's result as the cancel left it (its text so
         far, its usage), read once the producer stopped or the wait ran out.
         """
+        started = time.monotonic()
         outcome = await self._cancel(validate_key(key), generation, wait)
         if outcome is None:
             return None
+        if (observer := self.config.observer) is not None:
+            observer.cancel_finished(
+                key,
+                outcome.status.generation,
+                outcome.cancelled,
+                outcome.stopped,
+                time.monotonic() - started,
+            )
         result = await self.result(key, generation=outcome.status.generation)
         return dataclasses.replace(outcome, result=result)
 

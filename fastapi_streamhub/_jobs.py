@@ -28,6 +28,7 @@ from ._cursor import new_generation
 from ._errors import SessionBusyError
 from ._events import terminal_data
 from ._keys import validate_key
+from ._logs import about
 from ._producer import Producer
 from ._watchdog import NOT_STARTED
 from .backends._base import AdoptOutcome, Backend, SessionState
@@ -161,7 +162,13 @@ async def adopt_job(backend: Backend, config: HubConfig, job: StreamJob, owner: 
     if outcome == "expired":
         await _end(backend, config, job.key, job.generation, NOT_STARTED, only_if_lapsed=True)
     if outcome != "ok":
-        logger.info("stream %r: job of generation %s refused: %s", job.key, job.generation, outcome)
+        logger.info(
+            "stream %r (generation %s): job refused: %s",
+            job.key,
+            job.generation,
+            outcome,
+            extra=about(job.key, job.generation),
+        )
     return outcome
 
 
@@ -184,7 +191,13 @@ async def _end(
             only_if_lapsed=only_if_lapsed,
         )
     except Exception as exc:
-        logger.warning("stream %r: could not store the end of %s: %s", key, generation, exc)
+        logger.warning(
+            "stream %r (generation %s): could not store its end: %s",
+            key,
+            generation,
+            exc,
+            extra=about(key, generation),
+        )
 
 
 def generator_of(stream: JobStream) -> AsyncGenerator[object, None]:

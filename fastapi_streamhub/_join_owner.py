@@ -18,6 +18,7 @@ import anyio
 from ._errors import ProducerStoppedError
 from ._events import terminal_data
 from ._join_wire import JoinMessage, decode, pairs_of
+from ._logs import about
 
 if TYPE_CHECKING:
     from ._inbox import InboxMessage
@@ -51,12 +52,17 @@ class JoinedSources:
         decoded = decode(message.payload)
         name = message.source
         if decoded is None:
-            logger.warning("stream %r: a source message this release cannot read", self._key)
+            logger.warning(
+                "stream %r: a source message this release cannot read", self._key, extra=self._about
+            )
         elif decoded.op == "J":
             self._join(name, decoded)
         elif self._tokens.get(name) != decoded.token or not self._producer._source_running(name):
             logger.warning(
-                "stream %r: a message of source %r refused: its token is stale", self._key, name
+                "stream %r: a message of source %r refused: its token is stale",
+                self._key,
+                name,
+                extra=self._about,
             )
         elif decoded.n > self._taken[name]:
             self._taken[name] = decoded.n
@@ -70,6 +76,10 @@ class JoinedSources:
     @property
     def _key(self) -> str:
         return self._producer.key
+
+    @property
+    def _about(self) -> dict[str, object]:
+        return about(self._producer.key, self._producer.generation)
 
     def expect(self, name: str, within_s: float) -> None:
         """Keep `name` (already started as a source) for a process that will join as it;
@@ -86,7 +96,13 @@ class JoinedSources:
         try:
             self._producer._join_source(name, join_id, expected=expected)
         except (ValueError, ProducerStoppedError) as exc:
-            logger.warning("stream %r: the join of source %r was refused: %s", self._key, name, exc)
+            logger.warning(
+                "stream %r: the join of source %r was refused: %s",
+                self._key,
+                name,
+                exc,
+                extra=self._about,
+            )
             return
         self._expected.discard(name)
         self._tokens[name] = message.token
@@ -108,10 +124,17 @@ class JoinedSources:
     def _lapsed(self, name: str) -> None:
         self._forget(name)
         if name in self._expected:
-            logger.warning("stream %r: no process joined as source %r in time", self._key, name)
+            logger.warning(
+                "stream %r: no process joined as source %r in time",
+                self._key,
+                name,
+                extra=self._about,
+            )
             self._producer._end_source(name, "error", NOT_JOINED)
         else:
-            logger.warning("stream %r: source %r lost its lease", self._key, name)
+            logger.warning(
+                "stream %r: source %r lost its lease", self._key, name, extra=self._about
+            )
             self._producer._end_source(name, "error", PRODUCER_LOST)
 
     async def _watch(self) -> None:

@@ -24,6 +24,7 @@ from ._errors import (
     NotRunningError,
     SessionNotFoundError,
 )
+from ._logs import about
 from .backends._base import Backend, Posted
 
 logger = logging.getLogger("fastapi_streamhub")
@@ -140,14 +141,26 @@ class Poster:
                 posted = await self.post(payload)
             except BackendUnavailableError as exc:
                 if anyio.current_time() - since >= self._config.write_deadline_s:
-                    logger.error("source %r of %r: storage away: %s", self._name, self._key, exc)
+                    logger.error(
+                        "source %r of %r: storage away: %s",
+                        self._name,
+                        self._key,
+                        exc,
+                        extra=about(self._key, self.generation),
+                    )
                     self._on_stop("unavailable")
                     return False
                 backoff = min(max(backoff * 2, 0.05), _MAX_BACKOFF_S)
                 await anyio.sleep(backoff)
                 continue
             except (NotRunningError, SessionNotFoundError, InboxFullError) as exc:
-                logger.warning("source %r of %r: %s", self._name, self._key, exc)
+                logger.warning(
+                    "source %r of %r: %s",
+                    self._name,
+                    self._key,
+                    exc,
+                    extra=about(self._key, self.generation),
+                )
                 self._on_stop("generation_ended")
                 return False
             if posted.generation != self.generation:

@@ -34,6 +34,7 @@ from ._errors import (
 from ._events import JOINED_EVENT, SOURCE_EVENT, StreamEvent, encode_chunk, terminal_data
 from ._feed import feed
 from ._join_poster import Poster
+from ._logs import about
 from ._sources import envelope_prefix, validate_source
 
 if TYPE_CHECKING:
@@ -224,7 +225,13 @@ class JoinedSource:
             await self._follow_again(after)
             return
         except StreamHubError as exc:
-            logger.warning("source %r of %r: lost the stream: %s", self._name, self._key, exc)
+            logger.warning(
+                "source %r of %r: lost the stream: %s",
+                self._name,
+                self._key,
+                exc,
+                extra=about(self._key, self._generation),
+            )
         self._stop("unavailable")
 
     async def _follow_again(self, after: int) -> None:

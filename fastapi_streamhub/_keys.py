@@ -8,6 +8,7 @@ the mapping one-to-one, so two different keys never share storage.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ._errors import InvalidKeyError
@@ -27,6 +28,15 @@ def _escape(key: str) -> str:
     return key.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
 
 
+_ESCAPED = re.compile("%(25|7B|7D)")
+_UNESCAPED = {"25": "%", "7B": "{", "7D": "}"}
+_GLOB = re.compile(r"([*?\[\]\\])")
+
+
+def _unescape(escaped: str) -> str:
+    return _ESCAPED.sub(lambda match: _UNESCAPED[match[1]], escaped)
+
+
 @dataclass(frozen=True, slots=True)
 class KeySpace:
     prefix: str = "streamhub:"
@@ -42,6 +52,18 @@ class KeySpace:
 
     def state(self, key: str) -> str:
         return self._base(key) + ":state"
+
+    def state_pattern(self) -> str:
+        """A `SCAN MATCH` pattern of every state name under this prefix (and no other)."""
+        return _GLOB.sub(r"\\\1", self.prefix) + "{*}:state"
+
+    def key_of_state(self, name: str) -> str | None:
+        """The stream key whose state is stored under `name`; None if `name` is not a
+        state name of this prefix."""
+        if not (name.startswith(self.prefix + "{") and name.endswith("}:state")):
+            return None
+        escaped = name[len(self.prefix) + 1 : -len("}:state")]
+        return None if "{" in escaped or "}" in escaped else _unescape(escaped)
 
     def events(self, key: str) -> str:
         return self._base(key) + ":events"

@@ -16,6 +16,7 @@ import anyio
 
 from ._config import HubConfig
 from ._errors import BackendUnavailableError
+from ._observe import root_error
 from .backends._base import Backend, Lease
 
 if TYPE_CHECKING:
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("fastapi_streamhub")
 
 _RETRY_S = 0.1
+_LOST = frozenset({"stale", "error"})
+"""Renewals refused because the lease is gone: another producer holds the key, or the
+generation was ended as lost (the process froze past its lease)."""
 
 
 class LeaseKeeper:
@@ -58,11 +62,16 @@ class LeaseKeeper:
                     retention_ms=config.retention_ms,
                 )
         except (BackendUnavailableError, TimeoutError) as exc:
+            if (observer := config.observer) is not None:
+                observer.storage_error("refresh", "transient", root_error(exc))
             if not self._failing:
                 logger.warning("%d leases not renewed, retrying: %r", len(producers), exc)
             self._failing = True
             return False
         self._failing = False
+        observer = config.observer
         for producer, outcome in zip(producers, outcomes, strict=True):
             producer._lease_renewed(outcome)
+            if observer is not None and outcome in _LOST:
+                observer.lease_lost(producer, outcome)
         return True

@@ -18,6 +18,7 @@ import anyio.lowlevel
 
 from ._config import HubConfig
 from ._errors import BackendUnavailableError
+from ._logs import about
 from ._producer import Producer, StopReason
 from .backends._base import Backend, SessionState
 
@@ -104,6 +105,7 @@ class LocalProducers:
                         "stream %r (generation %s): cancelled by shutdown",
                         producer.key,
                         producer.generation,
+                        extra=about(producer.key, producer.generation),
                     )
                     group.start_soon(self._end_for_shutdown, producer)
 

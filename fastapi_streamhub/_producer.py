@@ -28,6 +28,7 @@ from ._events import (
 )
 from ._fanout import Signal
 from ._inbox import InboxMessage
+from ._logs import about
 from ._producer_core import ProducerPhase, StopReason
 from ._producer_sources import CURRENT, SourcedProducer
 from ._steering import STEER, Steering, SteeringMessage, event_data
@@ -50,8 +51,7 @@ def _utf8_size(data: str) -> int:
 class Producer(SourcedProducer):
     """Writes one generation of one key. Obtain it from `StreamHub.register`."""
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
+    def _open_inbox(self) -> None:
         self._steering = Steering()
         self.inbox.on(STEER, self._steered)
 
@@ -147,7 +147,13 @@ class Producer(SourcedProducer):
             await self._make_room()
 
     async def _fail_generation(self, limit: str) -> None:
-        logger.warning("stream %r (generation %s): %s", self.key, self.generation, limit)
+        logger.warning(
+            "stream %r (generation %s): %s",
+            self.key,
+            self.generation,
+            limit,
+            extra=about(self.key, self.generation),
+        )
         await self._fail_all(limit, reason="limit")
 
     async def _fail_all(self, message: str, *, reason: str) -> StopReason:

@@ -22,6 +22,7 @@ from ._errors import BackendUnavailableError
 from ._events import metadata_json, terminal_data
 from ._fanout import Fanout
 from ._inbox import Inbox
+from ._logs import about
 from ._sources import EndsWith, Sources, StartTask
 from ._writer import Writer
 from .backends._base import Append, AppendOutcome, Backend, EventBatch, Gap
@@ -110,6 +111,10 @@ class ProducerCore:
         self._joined: JoinedSources | None = None
         self.inbox = Inbox(key, generation)
         """Messages posted to this generation, delivered here (`_inbox.py`)."""
+        self._open_inbox()
+
+    def _open_inbox(self) -> None:
+        """Register the handlers of this generation's inbox messages (`Producer` does)."""
 
     @property
     def stop_reason(self) -> StopReason | None:
@@ -150,6 +155,12 @@ class ProducerCore:
                 await self._feeder_done.wait()
             if self._sources is not None:
                 await self._sources.stopped()
+
+    def _carry(self, values: dict[str, str]) -> None:
+        """Add `values` to the metadata from plain (not async) code, such as an observer
+        at the start: they go out with the first write, at no cost of their own."""
+        self._metadata.update(values)
+        self._metadata_dirty = True
 
     @property
     def _has_work(self) -> bool:
@@ -203,6 +214,7 @@ class ProducerCore:
                 self.key,
                 self.generation,
                 last_seq,
+                extra=about(self.key, self.generation),
             )
             return
         logger.error(
@@ -211,6 +223,7 @@ class ProducerCore:
             self.generation,
             last_seq,
             self._config.failover_tail_events,
+            extra=about(self.key, self.generation),
         )
         self._unstored_end = _TAIL_LOST
         self._stop("failed")
@@ -227,6 +240,7 @@ class ProducerCore:
                 self.key,
                 self.generation,
                 error,
+                extra=about(self.key, self.generation),
             )
         elif now - self._unavailable_since >= self._config.write_deadline_s:
             logger.error(
@@ -234,6 +248,7 @@ class ProducerCore:
                 self.key,
                 self.generation,
                 self._config.write_deadline_s,
+                extra=about(self.key, self.generation),
             )
             self._unstored_end = _UNSTORED_ENDS["unavailable"]
             self._stop("unavailable")
@@ -277,7 +292,7 @@ class ProducerCore:
                 only_if_lapsed=False,
             )
         except Exception as exc:
-            logger.warning("stream %r: its end could not be stored: %s", self.key, exc)
+            self._log_warning("its end could not be stored: %s", exc)
             self._fanout.dispatch_local_error(self.key, self.generation)
 
     async def _deliver_stored_end(self) -> None:
@@ -295,7 +310,7 @@ class ProducerCore:
                 limit=self._config.replay_batch,
             )
         except Exception as exc:
-            logger.warning("stream %r: its end could not be read back: %s", self.key, exc)
+            self._log_warning("its end could not be read back: %s", exc)
             return
         if page is not None and page.events:
             self._fanout.deliver_local(self.key, self.generation, EventBatch(page.events))
@@ -304,6 +319,13 @@ class ProducerCore:
         try:
             await self._backend.release(self.key, generation=self.generation)
         except Exception as exc:
-            logger.warning(
-                "stream %r: could not record that its producer stopped: %s", self.key, exc
-            )
+            self._log_warning("could not record that its producer stopped: %s", exc)
+
+    def _log_warning(self, message: str, *args: object) -> None:
+        logger.warning(
+            "stream %r (generation %s): " + message,
+            self.key,
+            self.generation,
+            *args,
+            extra=about(self.key, self.generation),
+        )

@@ -24,6 +24,7 @@ from ._events import (
 )
 from ._feed import feed
 from ._join_owner import JoinedSources
+from ._logs import about
 from ._producer_core import ProducerCore, ProducerPhase
 from ._source import Source
 from ._sources import EndsWith, Sources, validate_ends_with, validate_source
@@ -196,7 +197,13 @@ class SourcedProducer(ProducerCore):
             size = len(data) if data.isascii() else len(data.encode("utf-8", "replace"))
             limit = self._limit_exceeded(size)
             if limit is not None:
-                logger.warning("stream %r (generation %s): %s", self.key, self.generation, limit)
+                logger.warning(
+                    "stream %r (generation %s): %s",
+                    self.key,
+                    self.generation,
+                    limit,
+                    extra=about(self.key, self.generation),
+                )
                 self._end_generation("error", terminal_data(message=limit, reason="limit"))
                 return
             self._bytes += size

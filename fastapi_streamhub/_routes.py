@@ -22,6 +22,7 @@ from ._dependency import get_hub
 from ._errors import SessionNotFoundError
 from ._guards import guards
 from ._http_errors import ForbiddenHTTPError, http_errors
+from ._observe import cursor_source, resume_source
 from ._result_routes import ResultBody, _delete, _result, receipt_body
 from ._spec import Action, StreamSpec
 from ._status import StreamStatus
@@ -230,7 +231,8 @@ def _resume_sibling(wire: Wire) -> _Sibling:
         request: Request, key: str, last_event_id: str | None, last_event_id_header: str | None
     ) -> Response:
         cursor = last_event_id_header if last_event_id_header is not None else last_event_id
-        return await wire.resume(request, key, cursor)
+        with resume_source(cursor_source(last_event_id_header, last_event_id)):
+            return await wire.resume(request, key, cursor)
 
     options = {
         "methods": ["GET"],

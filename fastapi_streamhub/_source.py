@@ -38,6 +38,11 @@ class Source:
         return self._producer.key
 
     @property
+    def generation(self) -> str:
+        """The generation this source writes."""
+        return self._producer.generation
+
+    @property
     def running(self) -> bool:
         """True until the source (or its generation) has ended."""
         return self._producer._source_running(self._name)

@@ -19,6 +19,7 @@ from starlette.types import Message, Receive, Scope, Send
 from ._config import HubConfig
 from ._errors import SubscriberLaggedError
 from ._events import StreamEvent
+from ._logs import about
 from ._send_guard import SendGuard
 from ._subscription import Subscription
 
@@ -45,7 +46,10 @@ async def _body(subscription: Subscription, retry_ms: int) -> AsyncIterator[byte
         async for batch in subscription.batches():
             yield encode_events(batch)
     except SubscriberLaggedError as exc:
-        logger.warning("%s", exc)
+        key, generation = subscription.key, subscription.generation
+        logger.info(
+            "stream %r (generation %s): %s", key, generation, exc, extra=about(key, generation)
+        )
         yield b": lagged: the client read too slowly; resume from the last event id\n\n"
     finally:
         await subscription.aclose()
@@ -60,13 +64,22 @@ class StreamResponse(EventSourceResponse):
 
     A client that stops reading blocks the send once the socket buffers are full; the
     hub's `SendGuard` then cancels this response (one clock read per send, instead of
-    a timed cancel scope around each), and it ends with one warning. The client can
-    resume from the last event it read.
+    a timed cancel scope around each), and it ends with one warning (a connection held
+    open but unread for that long is rare, and often a buffering proxy). The client
+    can resume from the last event it read. `stream` is the key and generation served,
+    for that warning.
     """
 
-    def __init__(self, *args: Any, guard: SendGuard, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        guard: SendGuard,
+        stream: tuple[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._guard = guard
+        self._stream = stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         with anyio.CancelScope() as cancel_scope:
@@ -82,17 +95,27 @@ class StreamResponse(EventSourceResponse):
             finally:
                 self._guard.forget(guarded)
         if guarded.timed_out:
+            key, generation = self._stream or (None, None)
             logger.warning(
-                "%s: the client stopped reading for %s s; its response was ended",
-                scope.get("path"),
+                "stream %r (generation %s): the client stopped reading for %s s; "
+                "its response (%s) was ended",
+                key,
+                generation,
                 self._guard.timeout_s,
+                scope.get("path"),
+                extra=about(key, generation) if key is not None else None,
             )
 
 
 def sse_response(
     subscription: Subscription, config: HubConfig, guard: SendGuard
 ) -> EventSourceResponse:
-    return stream_response(_body(subscription, config.retry_ms), config, guard)
+    return stream_response(
+        _body(subscription, config.retry_ms),
+        config,
+        guard,
+        stream=(subscription.key, subscription.generation),
+    )
 
 
 def stream_response(
@@ -100,12 +123,15 @@ def stream_response(
     config: HubConfig,
     guard: SendGuard,
     headers: Mapping[str, str] = SSE_HEADERS,
+    *,
+    stream: tuple[str, str] | None = None,
 ) -> EventSourceResponse:
     """An event stream of ready-encoded `body` chunks, with keep-alive comments and the
     hub's send guard; adapters of other wire formats answer with it too."""
     return StreamResponse(
         body,
         guard=guard,
+        stream=stream,
         headers=dict(headers),
         ping=config.keepalive_s,
         ping_message_factory=_ping,

@@ -27,8 +27,15 @@ from ._cursor import Cursor
 from ._errors import BackendUnavailableError, SessionNotFoundError, SubscriberLaggedError
 from ._events import StreamEvent, terminal_data
 from ._fanout import Checked, Fanout, Signal
+from ._observe import (
+    Observer,
+    ResumeResult,
+    SubscriberState,
+    current_resume_source,
+    root_error,
+)
 from ._waiter import Waiter
-from .backends._base import Backend, Control, EventBatch
+from .backends._base import Backend, Control, EventBatch, SessionState
 
 logger = logging.getLogger("fastapi_streamhub")
 
@@ -87,6 +94,7 @@ class Subscription:
         self._wakeup: Waiter | None = None
         self._iterator: AsyncIterator[list[StreamEvent]] | None = None
         self._unavailable_since: float | None = None
+        self._reported: SubscriberState | None = None
 
     @property
     def phase(self) -> Phase:
@@ -123,6 +131,7 @@ class Subscription:
         self._phase = Phase.OPEN
         after = self._after
         if after is None:
+            self._opened(state)
             return self
         if after.generation != state.generation or (
             after.seq > state.last_seq and state.status != "active"
@@ -132,7 +141,19 @@ class Subscription:
             self._last = after.seq
             if state.status != "active" and after.seq == state.last_seq:
                 self._phase = Phase.ENDED
+        self._opened(state)
         return self
+
+    def _opened(self, state: SessionState) -> None:
+        if (observer := self._config.observer) is not None:
+            observer.resumed(self, state, current_resume_source(), self._resume_result())
+
+    def _resume_result(self) -> ResumeResult:
+        if self._after is None:
+            return "from_start"
+        if self._reset:
+            return "reset"
+        return "no_content" if self._phase is Phase.ENDED else "continued"
 
     def opened_at_start(self, generation: str) -> Subscription:
         """Open without a read, for the caller that has just claimed `generation`.
@@ -191,20 +212,35 @@ class Subscription:
         await self.open()
         if self._phase is Phase.ENDED:
             return
+        observer = self._config.observer
         try:
             if not self._following:
                 await self._fanout.follow(self.key, self._generation, self._on_signal)
                 self._following = True
             if self._phase is Phase.OPEN:
                 self._phase = Phase.CATCHING_UP
+            if observer is not None:
+                self._report_state(observer)
             if self._reset:
                 yield [self._reset_event()]
             while self._phase is not Phase.ENDED:
                 batch = await self._next_batch()
+                if observer is not None:
+                    self._report_state(observer)
                 if batch:
                     yield batch
         finally:
+            if observer is not None and self._reported is not None:
+                observer.subscriber_moved(self, self._reported, None)
             await self._unfollow()
+
+    def _report_state(self, observer: Observer) -> None:
+        """Tell the observer when this connected reader switches between reading
+        storage and following live (checked once per batch, not per event)."""
+        now: SubscriberState = "live" if self._phase is Phase.LIVE else "replaying"
+        if now != self._reported:
+            observer.subscriber_moved(self, self._reported, now)
+            self._reported = now
 
     def _reset_event(self) -> StreamEvent:
         """`reset`: the events after it are the generation from its start. Sent for a
@@ -248,6 +284,8 @@ class Subscription:
             await self._wakeup.wait()
             self._wakeup = None
         if self._lagged:
+            if (observer := self._config.observer) is not None:
+                observer.subscriber_lagged(self)
             raise SubscriberLaggedError(self.key, self._max_queue)
         if self._ending is not None:
             return self._synthetic_end(*self._ending)
@@ -301,7 +339,9 @@ class Subscription:
                 limit=limit,
                 max_bytes=self._config.max_replay_bytes,
             )
-        except BackendUnavailableError:
+        except BackendUnavailableError as exc:
+            if (observer := self._config.observer) is not None:
+                observer.storage_error("read", "transient", root_error(exc))
             return await self._wait_for_backend()
         self._unavailable_since = None
         if page is None:

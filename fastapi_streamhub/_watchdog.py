@@ -24,6 +24,8 @@ from ._config import HubConfig
 from ._errors import BackendUnavailableError
 from ._events import terminal_data
 from ._fanout import Checked, Fanout
+from ._logs import about
+from ._observe import root_error
 from .backends._base import Backend, Control, SessionState
 
 logger = logging.getLogger("fastapi_streamhub")
@@ -51,7 +53,9 @@ class Watchdog:
             return
         try:
             states = await self._backend.states(keys)
-        except BackendUnavailableError:
+        except BackendUnavailableError as exc:
+            if (observer := self._config.observer) is not None:
+                observer.storage_error("states", "transient", root_error(exc))
             for key in keys:
                 self._fanout.deliver_check(key, Checked(None, reachable=False))
             return
@@ -75,14 +79,24 @@ class Watchdog:
         except BackendUnavailableError:
             return state
         except Exception:
-            logger.exception("stream %r: its lost producer's end could not be stored", state.key)
+            logger.exception(
+                "stream %r (generation %s): its lost producer's end could not be stored",
+                state.key,
+                state.generation,
+                extra=about(state.key, state.generation),
+            )
             self._fanout.dispatch(state.key, Control("lost", state.generation))
             return state
         if finished:
+            if (observer := self._config.observer) is not None:
+                observer.stream_lost(
+                    state.key, state.generation, "not_started" if state.pending else "producer_lost"
+                )
             logger.warning(
                 "stream %r (generation %s): %s",
                 state.key,
                 state.generation,
                 "no worker started it in time" if state.pending else "producer lost (lease lapsed)",
+                extra=about(state.key, state.generation),
             )
         return after

@@ -15,6 +15,7 @@ suspending (the memory backend), so none of them falls behind.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ import anyio.lowlevel
 
 from ._config import HubConfig
 from ._errors import BackendUnavailableError
+from ._observe import report_round, report_unavailable
 from ._waiter import Waiter
 from .backends._base import Append, AppendOutcome, Backend
 
@@ -89,18 +91,29 @@ class Writer:
 
     async def _store(self, writes: list[tuple[Producer, Append]]) -> bool:
         """Store a round of writes; False if storage was unavailable."""
+        observer = self._config.observer
+        started = time.perf_counter() if observer is not None else 0.0
         try:
             outcomes: list[AppendOutcome] = await self._backend.append_many(
                 [write for _, write in writes], retention_ms=self._config.retention_ms
             )
         except BackendUnavailableError as exc:
+            if observer is not None:
+                report_unavailable(observer, writes, exc)
             for producer, write in writes:
                 producer._write_failed(write, exc)
                 self.wake(producer)
             return False
-        except Exception:
-            logger.exception("storing a round of writes failed; ending the streams of the round")
+        except Exception as exc:
+            logger.exception(
+                "storing a round of writes failed; ending its streams: %s",
+                ", ".join(f"{w.key!r} (generation {w.generation})" for _, w in writes),
+            )
+            if observer is not None:
+                observer.storage_error("append", "final", exc)
             outcomes = ["failed"] * len(writes)
+        if observer is not None:
+            report_round(observer, writes, outcomes, time.perf_counter() - started)
         for (producer, write), outcome in zip(writes, outcomes, strict=True):
             producer._written(write, outcome)
             if producer._has_work:

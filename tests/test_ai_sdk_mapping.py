@@ -267,3 +267,16 @@ def test_an_annotated_subclass_is_the_body_and_generators_only() -> None:
 def test_the_message_id_is_known_only_inside_the_generator() -> None:
     with pytest.raises(LookupError, match="only available inside an @ai_sdk_stream generator"):
         current_message_id()
+
+
+def test_a_steering_message_becomes_a_data_part_where_it_was_taken() -> None:
+    steer = {"id": "1-0", "source": "client", "message": {"text": "shorter"}}
+    parts = translate(events("a", ("steer", steer), "b"))
+    assert parts[2:] == [
+        {"type": "text-start", "id": "text-1"},
+        {"type": "text-delta", "id": "text-1", "delta": "a"},
+        {"type": "text-end", "id": "text-1"},
+        {"type": "data-steer", "data": steer},
+        {"type": "text-start", "id": "text-2"},
+        {"type": "text-delta", "id": "text-2", "delta": "b"},
+    ]

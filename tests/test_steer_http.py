@@ -293,3 +293,40 @@ async def test_the_python_client_steers_and_names_each_refusal(
         with pytest.raises(StreamConflictError):
             await client.steer(f"/chat/{rid}", "too late")
     assert steers(readers.events["a"])[0]["id"] == steered.id
+
+
+def id_order(message_id: str) -> tuple[int, int]:
+    first, _, second = message_id.partition("-")
+    return int(first), int(second)
+
+
+async def test_concurrent_steers_from_both_instances_arrive_once_each_in_accepted_order(
+    two_servers: tuple[UvicornServer, UvicornServer],
+) -> None:
+    a, b = two_servers
+    rid = run_id()
+    readers = Readers()
+    async with a.client() as http_a, b.client() as http_b, anyio.create_task_group() as group:
+        group.start_soon(readers.follow, "a", http_a, "POST", f"/chat/{rid}", {})
+
+        async def yielding() -> bool:
+            return int((await record(http_a, rid))["yielded"]) >= 2
+
+        await eventually(yielding)
+        accepted: dict[str, str] = {}
+
+        async def steer(http: httpx.AsyncClient, text: str) -> None:
+            response = await http.post(f"/chat/{rid}/steer", json=text)
+            assert response.status_code == 202, response.text
+            accepted[response.json()["id"]] = text
+
+        async with anyio.create_task_group() as senders:
+            for i in range(20):
+                senders.start_soon(steer, http_a if i % 2 else http_b, f"m{i}")
+        in_order = [accepted[i] for i in sorted(accepted, key=id_order)]
+        await wait_steered(http_a, rid, in_order)
+        await steer(http_b, "stop")
+    assert (await _record_once(a, rid))["steered"] == [*in_order, "stop"]
+    events = readers.events["a"]
+    assert [s["message"] for s in steers(events)] == [*in_order, "stop"]
+    assert len({s["id"] for s in steers(events)}) == 21

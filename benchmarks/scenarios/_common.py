@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from benchmarks.processes import AppServer, RedisServer
+from benchmarks.cluster import ClusterServer
+from benchmarks.processes import AppServer, NodeSample, RedisServer
 from benchmarks.sizes import Sizes
 from benchmarks.sse_client import SSEStream
 
@@ -21,10 +22,10 @@ TIMEOUT_S = 180.0  # a stalled stream fails the run instead of hanging it
 
 @dataclass(frozen=True)
 class Context:
-    """One server under test (and our redis-server when it is the Redis target)."""
+    """One server under test (and our Redis or cluster when the target has one)."""
 
     server: AppServer
-    redis: RedisServer | None
+    redis: RedisServer | ClusterServer | None
     sizes: Sizes
     target: str = ""
 
@@ -64,6 +65,7 @@ class Snapshot:
     server_cpu_s: float
     redis_cpu_s: float | None  # None: no Redis in this target
     redis_calls: dict[str, int]
+    redis_nodes: tuple[NodeSample, ...]  # per primary; () without Redis
 
     @classmethod
     def take(cls, ctx: Context) -> Snapshot:
@@ -73,6 +75,7 @@ class Snapshot:
             server_cpu_s=ctx.server.proc.cpu_s(),
             redis_cpu_s=redis.proc.cpu_s() if redis else None,
             redis_calls=redis.command_calls() if redis else {},
+            redis_nodes=redis.node_samples() if redis else (),
         )
 
     def cpu_us_per(self, later: Snapshot, count: int) -> float:
@@ -88,6 +91,48 @@ class Snapshot:
         """Redis commands issued since this snapshot, by command (zeros left out)."""
         deltas = {k: v - self.redis_calls.get(k, 0) for k, v in later.redis_calls.items()}
         return {k: v for k, v in sorted(deltas.items()) if v}
+
+
+class NodeLoad:
+    """Redis commands and CPU per unit of work on each primary, over measured windows:
+    with keys spread evenly, each of a cluster's primaries should carry its share."""
+
+    def __init__(self) -> None:
+        self._calls: list[int] = []
+        self._cpu_s: list[float] = []
+        self._count = 0
+
+    def add(self, before: Snapshot, after: Snapshot, count: int) -> None:
+        """Count the window between two snapshots, in which `count` units were done."""
+        deltas = list(zip(before.redis_nodes, after.redis_nodes, strict=True))
+        self._calls = self._calls or [0] * len(deltas)
+        self._cpu_s = self._cpu_s or [0.0] * len(deltas)
+        for index, (start, end) in enumerate(deltas):
+            self._calls[index] += end.calls - start.calls
+            self._cpu_s[index] += end.cpu_s - start.cpu_s
+        self._count += count
+
+    def figures(self, scenario: str, per: str) -> list[Figure]:
+        """Two figures per primary (`s2.node_cmds@p1`, ...); none without Redis."""
+        figures = []
+        for index, (calls, cpu_s) in enumerate(zip(self._calls, self._cpu_s, strict=True)):
+            name, key = f"primary {index + 1}", f"@p{index + 1}"
+            cmds = Figure(
+                f"{scenario}.node_cmds{key}",
+                f"{scenario.upper()} Redis commands per {per}, {name}",
+                "",
+                calls / self._count,
+                "none",
+            )
+            cpu = Figure(
+                f"{scenario}.node_cpu_us{key}",
+                f"{scenario.upper()} Redis CPU per {per}, {name}",
+                "µs",
+                cpu_s * 1e6 / self._count,
+                "none",
+            )
+            figures += [cmds, cpu]
+        return figures
 
 
 async def bounded(awaitable: Awaitable[T]) -> T:

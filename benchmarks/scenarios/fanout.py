@@ -11,6 +11,7 @@ from __future__ import annotations
 from benchmarks.scenarios._common import (
     Context,
     Figure,
+    NodeLoad,
     Snapshot,
     bounded,
     gather_bounded,
@@ -28,15 +29,22 @@ def env(sizes: Sizes) -> dict[str, str]:
 async def run(ctx: Context) -> list[Figure]:
     figures: list[Figure] = []
     streams: list[SSEStream] = []
+    nodes = NodeLoad()
     for subscribers in ctx.sizes.s3_subscribers:
-        level_figures, level_streams = await _one_level(ctx, subscribers)
+        level_figures, level_streams = await _one_level(ctx, subscribers, nodes)
         figures += level_figures
         streams += level_streams
     resumed = resumes(streams)
-    return [*figures, Figure("s3.resumes", "S3 resumes after a lagged end", "", resumed, "none")]
+    return [
+        *figures,
+        Figure("s3.resumes", "S3 resumes after a lagged end", "", resumed, "none"),
+        *nodes.figures("s3", "event"),
+    ]
 
 
-async def _one_level(ctx: Context, subscribers: int) -> tuple[list[Figure], list[SSEStream]]:
+async def _one_level(
+    ctx: Context, subscribers: int, nodes: NodeLoad
+) -> tuple[list[Figure], list[SSEStream]]:
     port, tokens, chat = ctx.server.port, ctx.sizes.s3_events, f"s3-{subscribers}"
     starter = await open_stream(port, chat, tokens=tokens)
     await bounded(starter.first_event)
@@ -51,6 +59,7 @@ async def _one_level(ctx: Context, subscribers: int) -> tuple[list[Figure], list
     await gather_bounded(stream.finished for stream in streams)
     after = Snapshot.take(ctx)
     events = tokens  # tokens 2..n and the done event
+    nodes.add(before, after, events)
     per_event = attach = None
     if ctx.redis:
         per_event = sum(before.calls_since(after).values()) / events

@@ -5,6 +5,7 @@ from __future__ import annotations
 from benchmarks.scenarios._common import (
     Context,
     Figure,
+    NodeLoad,
     Snapshot,
     gather_bounded,
     percentile,
@@ -28,6 +29,8 @@ async def run(ctx: Context) -> list[Figure]:
     )
     await gather_bounded(stream.finished for stream in streams)
     after = Snapshot.take(ctx)
+    nodes = NodeLoad()
+    nodes.add(before, after, total)
     delays_ms = [delay * 1000 for stream in streams for delay in stream.latencies]
     return [
         Figure(
@@ -43,4 +46,5 @@ async def run(ctx: Context) -> list[Figure]:
         Figure("s2.delay_p50", "S2 delay per token p50", "ms", percentile(delays_ms, 50), "diff"),
         Figure("s2.delay_p99", "S2 delay per token p99", "ms", percentile(delays_ms, 99), "diff"),
         Figure("s2.resumes", "S2 resumes after a lagged end", "", resumes(streams), "none"),
+        *nodes.figures("s2", "token"),
     ]

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import statistics
 
-from benchmarks.scenarios._common import Context, Figure, Snapshot, bounded, median_or_none
+from benchmarks.scenarios._common import (
+    Context,
+    Figure,
+    NodeLoad,
+    Snapshot,
+    bounded,
+    median_or_none,
+)
 from benchmarks.sizes import Sizes
 from benchmarks.sse_client import open_stream
 
@@ -19,6 +26,7 @@ async def run(ctx: Context) -> list[Figure]:
     cpu: list[float] = []
     redis_cpu: list[float | None] = []
     resumes = 0
+    nodes = NodeLoad()
     for i in range(ctx.sizes.s1_repeats):
         before = Snapshot.take(ctx)
         stream = await open_stream(ctx.server.port, f"s1-{i}", tokens=tokens)
@@ -28,9 +36,11 @@ async def run(ctx: Context) -> list[Figure]:
         cpu.append(before.cpu_us_per(after, tokens))
         redis_cpu.append(before.redis_cpu_us_per(after, tokens))
         resumes += stream.resumes
+        nodes.add(before, after, tokens)
     return [
         Figure("s1.tokens_per_s", "S1 tokens/s at the client", "tok/s", statistics.median(rates)),
         Figure("s1.cpu_us", "S1 server CPU per token", "µs", statistics.median(cpu)),
         Figure("s1.redis_cpu_us", "S1 redis-server CPU per token", "µs", median_or_none(redis_cpu)),
         Figure("s1.resumes", "S1 resumes after a lagged end (all runs)", "", resumes, "none"),
+        *nodes.figures("s1", "token"),
     ]

@@ -18,6 +18,7 @@ message from its `start`.
 | `tool_result`, `tool_error`     | `tool-output-available`, `tool-output-error`            |
 | `step`                          | `finish-step`, `start-step`                             |
 | `data-<name>`                   | `data-<name>`                                           |
+| `steer` (a steering message)    | `data-steer`, its data the `steer` event's              |
 | `message_metadata`              | `message-metadata`                                      |
 | `done`                          | `finish-step`, `finish` (reason and metadata)           |
 | `error`                         | `error`                                                 |
@@ -162,6 +163,9 @@ class PartWriter:
     def _step(self, value: Any) -> list[Part]:
         return [*self._close(), {"type": "finish-step"}, {"type": "start-step"}]
 
+    def _steer(self, value: Any) -> list[Part]:
+        return [*self._close(), {"type": "data-steer", "data": value}]
+
     def _message_metadata(self, value: Any) -> list[Part]:
         return [{"type": "message-metadata", "messageMetadata": value}]
 
@@ -195,6 +199,7 @@ _EVENTS: dict[str, Callable[[PartWriter, Any], list[Part]]] = {
     "tool_result": PartWriter._tool_result,
     "tool_error": PartWriter._tool_error,
     "step": PartWriter._step,
+    "steer": PartWriter._steer,
     "message_metadata": PartWriter._message_metadata,
     "done": PartWriter._done,
     "error": PartWriter._error,

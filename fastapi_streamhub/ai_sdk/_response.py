@@ -15,6 +15,7 @@ from .._cursor import Cursor
 from .._errors import SubscriberLaggedError
 from .._events import StreamEvent
 from .._hub import StreamHub
+from .._logs import about
 from .._sse import SSE_HEADERS, stream_response
 from .._subscription import Subscription
 from ._parts import Part, PartWriter, encode_parts, part_line
@@ -47,7 +48,10 @@ async def _body(
             if chunk:
                 yield chunk.encode("utf-8")
     except SubscriberLaggedError as exc:
-        logger.warning("%s", exc)
+        key, generation = subscription.key, subscription.generation
+        logger.info(
+            "stream %r (generation %s): %s", key, generation, exc, extra=about(key, generation)
+        )
         yield part_line(_LAGGED).encode()
     finally:
         await subscription.aclose()
@@ -96,5 +100,9 @@ def ui_message_stream_response(
     has them.
     """
     return stream_response(
-        _body(subscription, hub, seen), hub.config, hub.send_guard, UI_MESSAGE_STREAM_HEADERS
+        _body(subscription, hub, seen),
+        hub.config,
+        hub.send_guard,
+        UI_MESSAGE_STREAM_HEADERS,
+        stream=(subscription.key, subscription.generation),
     )

@@ -283,6 +283,14 @@ class Backend(Protocol):
     async def remove(self, key: str) -> bool:
         """Delete everything stored under `key`."""
 
+    async def session_keys(self, *, limit: int) -> list[str]:
+        """The keys of up to `limit` stored sessions, in no particular order: for operators
+        (it walks the whole keyspace), never for a request's path."""
+
+    async def session_bytes(self, keys: Sequence[str]) -> list[int | None]:
+        """The bytes storage holds for each session (None where there is none): on Redis
+        what `MEMORY USAGE` counts for its keys, in memory its events' data."""
+
     async def details(self, key: str) -> SessionDetails | None:
         """The session's state, times, finish hook and compaction; None if there is none."""
 

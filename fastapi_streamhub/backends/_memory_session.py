@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from .._events import Status, StreamEvent
 from ._base import CompactOutcome, HookState, HookTake, InboxEntry
-from ._packing import Entry, pack
+from ._packing import Entry, TextRun, pack
 
 
 def now_ms() -> int:
@@ -51,6 +51,17 @@ class Session:
     @property
     def last_seq(self) -> int:
         return len(self.events) if self.packed is None else self.packed[-1].last
+
+    @property
+    def data_bytes(self) -> int:
+        """What the session holds: its events' data (packed or not) and its metadata."""
+        held = sum(len(event.data.encode()) for event in self.events)
+        for entry in self.packed or ():
+            if isinstance(entry, TextRun):
+                held += len(entry.text.encode()) + entry.ends.itemsize * len(entry.ends)
+            else:
+                held += sum(len(data.encode()) for _, data in entry.events)
+        return held + len(self.metadata.encode())
 
     @property
     def owes_hook(self) -> bool:

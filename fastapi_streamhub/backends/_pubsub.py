@@ -99,6 +99,11 @@ class PubSubListener:
     def wanted(self) -> set[str]:
         return self._wanted
 
+    @property
+    def sending(self) -> bool:
+        """(Un)subscribes are going out: closing the connection now would break them."""
+        return self._sending
+
     async def aclose(self) -> None:
         """Nothing to release: the connection is closed when `run` ends."""
 
@@ -164,6 +169,8 @@ class PubSubListener:
                 if wanted:
                     await self._subscribe(pubsub, wanted)
             except Exception as exc:
+                if pubsub is not self._pubsub:
+                    return  # `run` closed this connection meanwhile: stopped, or starts over
                 if not is_transient(exc):
                     raise
                 logger.warning("Pub/Sub (un)subscribe not sent (%s); the listener resyncs", exc)

@@ -189,8 +189,10 @@ class ShardedListener:
             self._stir()
 
     async def _drop_idle_nodes(self) -> None:
+        """Close the nodes nothing is wanted on, once their last unsubscribes went out
+        (streams ending together leave a node idle while those are still being sent)."""
         for name, listener in list(self._nodes.items()):
-            if listener.wanted:
+            if listener.wanted or listener.sending:
                 continue
             del self._nodes[name]
             scope = self._scopes.pop(name, None)

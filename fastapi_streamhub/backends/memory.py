@@ -275,6 +275,16 @@ class MemoryBackend:
     async def remove(self, key: str) -> bool:
         return self._sessions.pop(key, None) is not None
 
+    async def session_bytes(self, keys: Sequence[str]) -> list[int | None]:
+        sessions = [self._live(key) for key in keys]
+        return [None if session is None else session.data_bytes for session in sessions]
+
+    async def session_keys(self, *, limit: int) -> list[str]:
+        if limit <= 0:
+            raise ValueError(f"limit must be positive, got {limit!r}")
+        self._sweep()
+        return list(self._sessions)[:limit]
+
     async def details(self, key: str) -> SessionDetails | None:
         session = self._live(key)
         if session is None:

@@ -39,6 +39,7 @@ from ._pubsub import Listener, PubSubListener
 from ._redis_ends import RedisEnds
 from ._redis_errors import unavailable_as_error
 from ._redis_inbox import RedisInbox
+from ._redis_listing import RedisListing
 from ._redis_replies import group_outcomes, outcome_of, session_state
 from ._scripts import Call, Client, Scripts
 from ._urls import client_from_url
@@ -46,7 +47,7 @@ from ._urls import client_from_url
 logger = logging.getLogger("fastapi_streamhub")
 
 
-class RedisBackend(RedisEnds, RedisInbox):
+class RedisBackend(RedisEnds, RedisInbox, RedisListing):
     """Stores sessions in Redis through a ready `redis.asyncio.Redis` client.
 
     The client must be created with `decode_responses=True`. Pass one built for

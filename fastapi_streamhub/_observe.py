@@ -1,0 +1,267 @@
+"""The seam that metrics and tracing plug into: the hub tells an `Observer` what happens.
+
+`StreamHub(observers=[...])` takes any number of them; the Prometheus
+(`fastapi_streamhub.prometheus`) and OpenTelemetry (`fastapi_streamhub.otel`) extras
+are two. With none configured, `HubConfig.observer` is None and every call site costs
+one attribute check. Nothing is reported per event: the writer reports each round
+(its events, bytes and duration), so an observer's cost does not grow with the
+token rate.
+
+Observers are called synchronously, from the hub's own tasks, so they must be quick
+and must not block; one that raises is logged and the hub goes on (`ObserverGroup`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from ._errors import BackendUnavailableError
+
+if TYPE_CHECKING:
+    from ._producer import Producer
+    from ._producer_core import ProducerCore
+    from ._subscription import Subscription
+    from .backends._base import Append, AppendOutcome, SessionState
+
+logger = logging.getLogger("fastapi_streamhub")
+
+SubscriberState = Literal["replaying", "live"]
+"""A connected subscriber reads storage (`replaying`, also after a gap) or follows
+notifications (`live`)."""
+
+ResumeSource = Literal["header", "query", "none", "attach", "api"]
+"""Where a subscription's cursor came from: the `Last-Event-ID` header, the
+`last_event_id` query parameter, no cursor on the resume route, a start request that
+attached to a running generation, or `hub.subscribe` called by the application."""
+
+ResumeResult = Literal["continued", "reset", "no_content", "from_start"]
+"""What a resume got: the events after its cursor, `reset` then the current
+generation, `204 No Content` (its cursor is the terminal event), or, without a
+cursor, the generation from its start."""
+
+FailureClass = Literal["transient", "final"]
+
+_source: ContextVar[ResumeSource] = ContextVar("streamhub_resume_source", default="api")
+
+
+@contextmanager
+def resume_source(source: ResumeSource) -> Iterator[None]:
+    """Subscriptions opened inside this block report `source` (set by the routes)."""
+    token = _source.set(source)
+    try:
+        yield
+    finally:
+        _source.reset(token)
+
+
+def current_resume_source() -> ResumeSource:
+    return _source.get()
+
+
+def cursor_source(header: str | None, query: str | None) -> ResumeSource:
+    """Which of the resume route's two cursor parameters carried the cursor."""
+    if header is not None:
+        return "header"
+    return "none" if query is None else "query"
+
+
+class Observer:
+    """Told what the hub does; every method is a no-op here, so an observer overrides
+    only what it needs. Keys and generation ids are those of the stream concerned."""
+
+    def stream_started(self, producer: Producer) -> None:
+        """This process started producing a generation (claimed, or adopted from a job)."""
+
+    def stream_ended(self, producer: Producer, outcome: str) -> None:
+        """This process's producer ended and its end is recorded. `outcome`: `done`,
+        `error`, `cancelled`, `stale` (fenced: another producer took the key),
+        `unavailable` (storage away past `write_deadline_s`) or `failed`."""
+
+    def stream_lost(self, key: str, generation: str, reason: str) -> None:
+        """This process stored the end of a generation whose lease lapsed: `producer_lost`,
+        or `not_started` (a dispatched job no worker adopted in time)."""
+
+    def lease_lost(self, producer: Producer, outcome: str) -> None:
+        """A lease renewal found `producer`'s lease gone: `stale` (another producer holds
+        the key) or `error` (the generation was ended as lost: this process stalled past
+        its lease). The producer stops."""
+
+    def round_written(self, events: int, data_bytes: int, writes: int, duration_s: float) -> None:
+        """The writer stored one round: `writes` producers' events, all in one call."""
+
+    def write_retried(self, producer: Producer, error: BaseException) -> None:
+        """Storage was away for a write of `producer`; it is kept and retried."""
+
+    def storage_error(self, operation: str, failure: FailureClass, error: BaseException) -> None:
+        """A call to storage failed: `transient` (retried) or `final` (a bug, or storage
+        refusing for good). `error` is the underlying exception where there is one."""
+
+    def notifications_resynced(self) -> None:
+        """Notifications may have been lost (the Pub/Sub connection dropped, a cluster's
+        slots moved): every reader here catches up from storage."""
+
+    def subscriber_moved(
+        self,
+        subscription: Subscription,
+        was: SubscriberState | None,
+        now: SubscriberState | None,
+    ) -> None:
+        """A subscriber connected (`was` None), switched between replaying and live, or
+        disconnected (`now` None)."""
+
+    def subscriber_lagged(self, subscription: Subscription) -> None:
+        """A live subscriber fell `max_queue` events behind and was ended."""
+
+    def resumed(
+        self,
+        subscription: Subscription,
+        state: SessionState,
+        source: ResumeSource,
+        result: ResumeResult,
+    ) -> None:
+        """A subscription was opened on stored state (a resume, or an attach)."""
+
+    def cancel_finished(
+        self, key: str, generation: str, cancelled: bool, stopped: bool, duration_s: float
+    ) -> None:
+        """`hub.cancel` answered: whether it cancelled a running generation, whether its
+        producer was seen to stop, and how long the whole call took."""
+
+    def compacted(self, key: str, generation: str, outcome: str) -> None:
+        """A finished generation's compaction: `done`, `skipped`, or `failed`."""
+
+    def finish_hook_ran(self, key: str, generation: str, outcome: str, duration_s: float) -> None:
+        """A finish hook ran here: `ok` or `raised`."""
+
+
+class ObserverGroup(Observer):
+    """Calls each observer in turn; one that raises is logged and the others still run.
+    Its first failure in each method is an error with the traceback, later ones are
+    `debug`: it may fail on every writer round."""
+
+    def __init__(self, observers: Sequence[Observer]) -> None:
+        for observer in observers:
+            if not isinstance(observer, Observer):
+                raise TypeError(f"observers must be Observer instances, got {observer!r}")
+        self.observers = tuple(observers)
+        self._failed: set[tuple[int, str]] = set()
+
+    def _each(self, method: str, *args: Any) -> None:
+        for index, observer in enumerate(self.observers):
+            try:
+                getattr(observer, method)(*args)
+            except Exception:
+                self._report(index, observer, method)
+
+    def _report(self, index: int, observer: Observer, method: str) -> None:
+        first = (index, method) not in self._failed
+        self._failed.add((index, method))
+        logger.log(
+            logging.ERROR if first else logging.DEBUG,
+            "observer %r failed in %s; the hub goes on",
+            observer,
+            method,
+            exc_info=True,
+        )
+
+    def stream_started(self, producer: Producer) -> None:
+        self._each("stream_started", producer)
+
+    def stream_ended(self, producer: Producer, outcome: str) -> None:
+        self._each("stream_ended", producer, outcome)
+
+    def stream_lost(self, key: str, generation: str, reason: str) -> None:
+        self._each("stream_lost", key, generation, reason)
+
+    def lease_lost(self, producer: Producer, outcome: str) -> None:
+        self._each("lease_lost", producer, outcome)
+
+    def round_written(self, events: int, data_bytes: int, writes: int, duration_s: float) -> None:
+        self._each("round_written", events, data_bytes, writes, duration_s)
+
+    def write_retried(self, producer: Producer, error: BaseException) -> None:
+        self._each("write_retried", producer, error)
+
+    def storage_error(self, operation: str, failure: FailureClass, error: BaseException) -> None:
+        self._each("storage_error", operation, failure, error)
+
+    def notifications_resynced(self) -> None:
+        self._each("notifications_resynced")
+
+    def subscriber_moved(
+        self,
+        subscription: Subscription,
+        was: SubscriberState | None,
+        now: SubscriberState | None,
+    ) -> None:
+        self._each("subscriber_moved", subscription, was, now)
+
+    def subscriber_lagged(self, subscription: Subscription) -> None:
+        self._each("subscriber_lagged", subscription)
+
+    def resumed(
+        self,
+        subscription: Subscription,
+        state: SessionState,
+        source: ResumeSource,
+        result: ResumeResult,
+    ) -> None:
+        self._each("resumed", subscription, state, source, result)
+
+    def cancel_finished(
+        self, key: str, generation: str, cancelled: bool, stopped: bool, duration_s: float
+    ) -> None:
+        self._each("cancel_finished", key, generation, cancelled, stopped, duration_s)
+
+    def compacted(self, key: str, generation: str, outcome: str) -> None:
+        self._each("compacted", key, generation, outcome)
+
+    def finish_hook_ran(self, key: str, generation: str, outcome: str, duration_s: float) -> None:
+        self._each("finish_hook_ran", key, generation, outcome, duration_s)
+
+
+def combine(observers: Sequence[Observer]) -> Observer | None:
+    """The observer the hub calls: None when there is none (the one check)."""
+    return ObserverGroup(observers) if observers else None
+
+
+def root_error(error: BaseException) -> BaseException:
+    """The storage client's exception behind our `BackendUnavailableError`, if any."""
+    return error.__cause__ if error.__cause__ is not None else error
+
+
+def _utf8_size(data: str) -> int:
+    return len(data) if data.isascii() else len(data.encode("utf-8", "surrogatepass"))
+
+
+def report_round(
+    observer: Observer,
+    writes: Sequence[tuple[ProducerCore, Append]],
+    outcomes: Sequence[AppendOutcome],
+    duration_s: float,
+) -> None:
+    """A writer round was answered: count what storage took (refused writes are not
+    "written"), and the round's duration."""
+    events = data_bytes = 0
+    for (producer, write), outcome in zip(writes, outcomes, strict=True):
+        if outcome == "ok":
+            events += len(write.events)
+            data_bytes += sum(_utf8_size(event.data) for event in write.events)
+        elif outcome == "unavailable":
+            refused = BackendUnavailableError("storage refused the write for now")
+            observer.storage_error("append", "transient", refused)
+            observer.write_retried(cast("Producer", producer), refused)
+    observer.round_written(events, data_bytes, len(writes), duration_s)
+
+
+def report_unavailable(
+    observer: Observer, writes: Sequence[tuple[ProducerCore, Append]], error: BaseException
+) -> None:
+    """A writer round found storage away: one storage error, one retry per producer."""
+    observer.storage_error("append", "transient", root_error(error))
+    for producer, _ in writes:
+        observer.write_retried(cast("Producer", producer), error)
