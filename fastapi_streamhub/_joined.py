@@ -39,6 +39,7 @@ from ._sources import envelope_prefix, validate_source
 
 if TYPE_CHECKING:
     from ._hub import StreamHub
+    from ._subscription import Subscription
 
 logger = logging.getLogger("fastapi_streamhub")
 
@@ -66,6 +67,7 @@ class JoinedSource:
         self._prefix = envelope_prefix(name) + ","
         self._generation = ""
         self._end: str | None = None
+        self._last_seen = 0
         self._reason: str | None = None
         self._accepted = anyio.Event()
         self._stopped = anyio.Event()
@@ -120,7 +122,7 @@ class JoinedSource:
             self._key, after=Cursor(status.generation, status.last_seq)
         )
         await subscription.open()
-        self._start("follow", lambda: self._follow(subscription.batches(), status.last_seq))
+        self._start("follow", lambda: self._follow(subscription, status.last_seq))
         try:
             await self._join()
         except BaseException:
@@ -213,17 +215,13 @@ class JoinedSource:
         for scope in self._runs:
             scope.cancel()
 
-    async def _follow(self, batches: AsyncIterator[list[StreamEvent]], after: int) -> None:
-        """Watch the stream from where this source joined: its acceptance and its end."""
+    async def _follow(self, subscription: Subscription, after: int) -> None:
+        """Watch the stream from where this source joined: its acceptance and its end. A
+        reader that fell behind reads on from where it was."""
         try:
-            async for batch in batches:
-                for event in batch:
-                    after = event.seq
-                    if self._seen(event):
-                        return
-        except SubscriberLaggedError:
-            await self._follow_again(after)
-            return
+            while not await self._read(subscription):
+                cursor = Cursor(self._generation, self._last_seen or after)
+                subscription = self._hub.subscribe(self._key, after=cursor)
         except StreamHubError as exc:
             logger.warning(
                 "source %r of %r: lost the stream: %s",
@@ -234,9 +232,20 @@ class JoinedSource:
             )
         self._stop("unavailable")
 
-    async def _follow_again(self, after: int) -> None:
-        subscription = self._hub.subscribe(self._key, after=Cursor(self._generation, after))
-        await self._follow(subscription.batches(), after)
+    async def _read(self, subscription: Subscription) -> bool:
+        """Read until this source ends (True), or until the reader fell behind (False)."""
+        try:
+            async for batch in subscription.batches():
+                for event in batch:
+                    self._last_seen = event.seq
+                    if self._seen(event):
+                        return True
+        except SubscriberLaggedError:
+            return False
+        finally:
+            with anyio.CancelScope(shield=True):
+                await subscription.aclose()
+        return True
 
     def _seen(self, event: StreamEvent) -> bool:
         """True once the event ends this source."""
