@@ -131,8 +131,12 @@ class SourcedProducer(ProducerCore):
         Raises:
             ProducerStoppedError: the generation has ended (or reached its event limit).
             ValueError: `name` is not 1 to 100 printable characters, or is taken.
+            TypeError: `stream` is not an async iterator (an async generator function
+                must be called: `spawn("search", search())`).
             RuntimeError: this producer was not started by a hub.
         """
+        if not hasattr(stream, "__anext__"):
+            raise TypeError(f"spawn needs an async generator (called), not {stream!r}")
         if self._start_task is None:
             raise RuntimeError("only a producer started by a StreamHub spawns sources")
         self._add_source(name)

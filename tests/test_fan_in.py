@@ -244,6 +244,9 @@ async def test_source_names_are_checked(hub: StreamHub) -> None:
             producer.source(bad)
     with pytest.raises(TypeError):
         producer.source(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="called"):
+        producer.spawn("uncalled", paced)  # type: ignore[arg-type]
+    assert producer.sources == ["main", "search"]
     with pytest.raises(ValueError, match="reserved"):
         Event("source", 1)
     with pytest.raises(ValueError, match="ends_with"):
