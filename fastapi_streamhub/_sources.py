@@ -133,13 +133,12 @@ class Sources:
             task.scope = None
             task.stopped.set()
 
-    def interrupt(self, name: str | None = None) -> None:
-        """Stop the task of `name` (of every source, by default): its generator's
+    def interrupt(self) -> None:
+        """Stop every task feeding a source here, now and from now on: each generator's
         `finally` runs."""
-        if name is None:
-            self._interrupted = True
-        for task_name, task in self._tasks.items():
-            if task.scope is not None and name in (None, task_name):
+        self._interrupted = True
+        for task in self._tasks.values():
+            if task.scope is not None:
                 task.scope.cancel()
 
     async def stopped(self) -> None:
