@@ -309,3 +309,29 @@ def _named(events: list[StreamEvent]) -> list[tuple[str, str | None, str]]:
 
 def _text(events: list[StreamEvent]) -> str:
     return "".join(e.value for e in events if e.event is None)
+
+
+async def test_the_byte_cap_holds_for_the_generation_as_a_whole(
+    make_hub: Callable[..., StreamHub],
+) -> None:
+    """Each source alone stays well under `max_bytes`; together they reach it, and the
+    generation ends with `error` (`limit`) before storing more than the cap."""
+    async with make_hub(max_bytes=2_000) as hub:
+
+        async def chunks(name: str) -> AsyncGenerator[object, None]:
+            for index in range(40):
+                yield f"{name}{index:03d}" + "x" * 20
+                await anyio.lowlevel.checkpoint()
+
+        async def first() -> AsyncGenerator[object, None]:
+            current_producer().spawn("a", chunks("a"))
+            current_producer().spawn("b", chunks("b"))
+            async for value in chunks("m"):
+                yield value
+
+        await start(hub, "bytes", first())
+        events = await collect(hub, "bytes")
+    assert events[-1].event == "error" and events[-1].value["reason"] == "limit"
+    assert sum(len(e.data.encode()) for e in events[:-1]) <= 2_000
+    assert set(by_source(events)) == {"main", "a", "b"}
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
