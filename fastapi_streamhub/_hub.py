@@ -18,8 +18,6 @@ from types import TracebackType
 from typing import Any, Unpack
 
 import anyio
-import anyio.lowlevel
-from anyio.abc import TaskGroup
 
 from ._cancel import cancel
 from ._compaction import compact
@@ -46,7 +44,6 @@ from ._jobs import (
 from ._join_wire import INBOX_KIND
 from ._joined import JoinedSource
 from ._keys import validate_key
-from ._leases import LeaseKeeper
 from ._local import LocalProducers
 from ._logs import about
 from ._policy import StreamPolicy
@@ -55,11 +52,11 @@ from ._producer_core import ProducerCore
 from ._result import StreamResult, read_result
 from ._runner import drive
 from ._send_guard import SendGuard
+from ._shared_tasks import SharedTasks
 from ._status import CancelResult, StreamStatus, stream_status
 from ._steering import Steered, steer
 from ._subscription import Subscription
 from ._supervisor import Supervisor
-from ._watchdog import Watchdog
 from ._writer import Writer
 from .backends._base import Backend
 from .backends.memory import MemoryBackend
@@ -86,9 +83,7 @@ class StreamHub:
         """This process's id as a producer owner."""
         self._fanout = Fanout(self.backend)
         self._producers = LocalProducers(self.backend, self.config)
-        self._task_group: TaskGroup | None = None
-        self._supervisor: Supervisor | None = None
-        self._writer: Writer | None = None
+        self._tasks = SharedTasks()
         self._send_guard = SendGuard(self.config.send_timeout_s)
         self._inboxes = InboxReader(self.backend, self.config)
         self._finishing = Finishing(
@@ -142,37 +137,28 @@ class StreamHub:
     @property
     def started(self) -> bool:
         """True between start and shutdown."""
-        return self._task_group is not None
+        return self._tasks.task_group is not None
 
     def _require_supervisor(self) -> Supervisor:
-        if self._supervisor is None:
-            raise HubNotStartedError()
-        return self._supervisor
+        return self._tasks.require_supervisor()
 
     def _require_writer(self) -> Writer:
-        if self._writer is None:
-            raise HubNotStartedError()
-        return self._writer
+        return self._tasks.require_writer()
 
     async def __aenter__(self) -> StreamHub:
-        if self._task_group is not None:
+        if self.started:
             raise RuntimeError("this StreamHub is already started")
         await self.backend.open(self._fanout.dispatch, self._on_resync)
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
-        supervisor = self._supervisor = Supervisor(task_group)
-        self._writer = Writer(self.backend, self.config, wind_up=self._start_wind_up)
-        leases = LeaseKeeper(self.backend, self.config, self._producers.__iter__)
-        watchdog = Watchdog(self.backend, self._fanout, self.config)
-        supervisor.keep("writer", self._writer.run)
-        supervisor.keep("leases", leases.run)
-        supervisor.keep("listener", self.backend.run)
-        supervisor.keep("watchdog", watchdog.run)
-        supervisor.keep("send guard", self._send_guard.run)
-        supervisor.keep("inboxes", self._inboxes.run)
-        self._inboxes.start(supervisor.guard)
-        self._finishing.start(supervisor)
+        await self._tasks.start(
+            backend=self.backend,
+            config=self.config,
+            fanout=self._fanout,
+            producers=self._producers,
+            send_guard=self._send_guard,
+            inboxes=self._inboxes,
+            finishing=self._finishing,
+            wind_up=self._start_wind_up,
+        )
         return self
 
     async def __aexit__(
@@ -181,20 +167,16 @@ class StreamHub:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        task_group = self._task_group
-        if task_group is None:
+        if not self.started:
             raise HubNotStartedError()
         try:
             with anyio.CancelScope(shield=True):
                 await self._producers.shutdown()
                 with anyio.move_on_after(self.config.shutdown_grace_s):
                     await self._finishing.drain()
-            task_group.cancel_scope.cancel()
-            await task_group.__aexit__(None, None, None)
+            await self._tasks.stop()
         finally:
-            self._task_group = None
-            self._supervisor = None
-            self._writer = None
+            self._tasks.clear()
             await self.backend.aclose()
 
     @asynccontextmanager
@@ -234,7 +216,7 @@ class StreamHub:
                 await self.backend.ping()
         except (BackendUnavailableError, TimeoutError) as exc:
             error = str(exc) or "storage did not answer in time"
-        supervisor = self._supervisor
+        supervisor = self._tasks.supervisor
         tasks = {} if supervisor is None else supervisor.tasks
         return HubHealth(
             ready=supervisor is not None and error is None and supervisor.healthy,
@@ -257,7 +239,7 @@ class StreamHub:
             observer.notifications_resynced()
 
     def _check_soon(self, producer: Producer) -> None:
-        supervisor = self._supervisor
+        supervisor = self._tasks.supervisor
         if supervisor is not None:
             self._producers.check_soon(producer, supervisor.guard)
 
