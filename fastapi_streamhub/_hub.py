@@ -9,7 +9,6 @@ so nothing one stream does can stop the others.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -23,34 +22,20 @@ from ._cancel import cancel
 from ._compaction import compact
 from ._config import HubConfig, HubOptions
 from ._cursor import Cursor, coerce_cursor
-from ._errors import BackendUnavailableError, HubNotStartedError, SessionBusyError
+from ._errors import BackendUnavailableError, HubNotStartedError
 from ._fanout import Fanout
 from ._finishing import Finishing
 from ._health import HubHealth
 from ._hooks import wire_app
 from ._inbox import InboxReader
-from ._jobs import (
-    JobOutcome,
-    JobStream,
-    StreamJob,
-    adopt_job,
-    claim_job,
-    close_unstarted,
-    coerce_job,
-    generator_of,
-    send_job,
-    wait_for_end,
-)
-from ._join_wire import INBOX_KIND
+from ._jobs import JobOutcome, JobStream, StreamJob, claim_job, send_job
 from ._joined import JoinedSource
 from ._keys import validate_key
+from ._launcher import Launcher
 from ._local import LocalProducers
-from ._logs import about
 from ._policy import StreamPolicy
 from ._producer import Producer
-from ._producer_core import ProducerCore
 from ._result import StreamResult, read_result
-from ._runner import drive
 from ._send_guard import SendGuard
 from ._shared_tasks import SharedTasks
 from ._status import CancelResult, StreamStatus, stream_status
@@ -60,8 +45,6 @@ from ._supervisor import Supervisor
 from ._writer import Writer
 from .backends._base import Backend
 from .backends.memory import MemoryBackend
-
-logger = logging.getLogger("fastapi_streamhub")
 
 _HEALTH_PING_S = 2.0
 
@@ -88,6 +71,16 @@ class StreamHub:
         self._inboxes = InboxReader(self.backend, self.config)
         self._finishing = Finishing(
             self.backend, self.config, self._fanout, self.instance_id, self._producers.__iter__
+        )
+        self._launcher = Launcher(
+            self.backend,
+            self.config,
+            self._fanout,
+            self._producers,
+            self._inboxes,
+            self._finishing,
+            self._tasks,
+            self.instance_id,
         )
 
     @classmethod
@@ -157,7 +150,7 @@ class StreamHub:
             send_guard=self._send_guard,
             inboxes=self._inboxes,
             finishing=self._finishing,
-            wind_up=self._start_wind_up,
+            wind_up=self._launcher.wind_up,
         )
         return self
 
@@ -234,14 +227,9 @@ class StreamHub:
         self._fanout.resync()
         self._inboxes.resync()
         for producer in self._producers:
-            self._check_soon(producer)
+            self._launcher.check_soon(producer)
         if (observer := self.config.observer) is not None:
             observer.notifications_resynced()
-
-    def _check_soon(self, producer: Producer) -> None:
-        supervisor = self._tasks.supervisor
-        if supervisor is not None:
-            self._producers.check_soon(producer, supervisor.guard)
 
     def add_policy(self, name: str, policy: StreamPolicy) -> None:
         """Register the settings of one kind of stream under `name`, for
@@ -263,51 +251,7 @@ class StreamHub:
             SessionBusyError: another instance is producing `key`.
             BackendUnavailableError: storage did not answer.
         """
-        self._require_supervisor()
-        validate_key(key)
-        existing = self._producers.get(key)
-        if existing is not None:
-            if existing.stop_reason is None and await self._producers.still_running(existing):
-                return existing, False
-            await self._let_finish(existing)
-        created, state = await self._finishing.claim(key, policy)
-        if not created:
-            raise SessionBusyError(key, state.generation)
-        return self._start_producer(key, state.generation), True
-
-    async def _let_finish(self, producer: Producer) -> None:
-        """A quick restart waits (briefly) for the stopped run to finish: its readers here
-        get its end before the new generation replaces its events in storage."""
-        with anyio.move_on_after(self.config.cancel_wait_s):
-            await producer.wait()
-
-    def _start_producer(self, key: str, generation: str) -> Producer:
-        """This process's producer of a generation it claimed or adopted."""
-        producer = Producer(
-            key=key,
-            generation=generation,
-            backend=self.backend,
-            writer=self._require_writer(),
-            fanout=self._fanout,
-            config=self.config,
-            on_finished=self._forget,
-            on_hint=self._check_soon,
-            start_task=self._require_supervisor().guard,
-        )
-        self._producers.add(producer)
-        self._inboxes.add(producer.inbox)
-        producer.inbox.on(INBOX_KIND, producer._on_source_message)
-        self._fanout.open_local(key, generation)
-        logger.debug(
-            "stream %r (generation %s): started", key, generation, extra=about(key, generation)
-        )
-        if (observer := self.config.observer) is not None:
-            observer.stream_started(producer)
-        self._require_supervisor().guard(
-            f"stream {key!r} (generation {generation}): control watch",
-            lambda: self._watch_control(producer),
-        )
-        return producer
+        return await self._launcher.register(key, policy)
 
     async def dispatch(
         self,
@@ -350,70 +294,14 @@ class StreamHub:
         generation another worker adopted (a redelivery), or that ended, or that came
         after its start deadline, is refused: nothing is written and `stream` never runs.
         """
-        self._require_supervisor()
-        job = coerce_job(job)
-        outcome = await adopt_job(self.backend, self.config, job, self.instance_id)
-        if outcome != "ok":
-            await close_unstarted(stream)
-            return JobOutcome(False, outcome)
-        producer = self._start_producer(job.key, job.generation)
-        self.spawn(producer, lambda: drive(producer, generator_of(stream)))
-        return JobOutcome(True, await wait_for_end(producer, self.config))
-
-    async def _watch_control(self, producer: Producer) -> None:
-        """Cancel signals for `producer`, set up off the start path: a signal missed in
-        between is not lost, as the next write or lease refresh finds the stream ended."""
-        try:
-            await self._fanout.add(producer.key, "control", producer._on_control)
-        except BackendUnavailableError as exc:
-            key, generation = producer.key, producer.generation
-            logger.warning(
-                "stream %r (generation %s): no cancel signals until a write: %s",
-                key,
-                generation,
-                exc,
-                extra=about(key, generation),
-            )
-        self._inboxes.read_soon(producer.inbox)
-
-    def _start_wind_up(self, producer: ProducerCore) -> None:
-        self._require_supervisor().guard(
-            f"stream {producer.key!r} (generation {producer.generation}): wind-up",
-            producer._wind_up,
-        )
-
-    async def _forget(self, producer: Producer) -> None:
-        """Run by the producer's own wind-up, so its end costs no task of its own."""
-        self._producers.forget(producer)
-        self._inboxes.discard(producer.inbox)
-        self._finishing.ended(producer)
-        key, generation, outcome = producer.key, producer.generation, producer.stop_reason
-        logger.debug(
-            "stream %r (generation %s): ended (%s, %d events)",
-            key,
-            generation,
-            outcome,
-            producer.seq,
-            extra=about(key, generation),
-        )
-        if (observer := self.config.observer) is not None:
-            observer.stream_ended(producer, outcome or "error")
-        await self._fanout.remove(producer.key, "control", producer._on_control)
+        return await self._launcher.run(job, stream)
 
     def spawn(self, producer: Producer, run: Callable[[], Awaitable[None]]) -> None:
         """Run `run` as the producer's task: owned by the hub, interrupted by cancel or stale.
 
         Whatever `run` raises ends this stream with an `error` event, and nothing else.
         """
-
-        async def failed(exc: BaseException) -> None:
-            await producer.fail("The stream failed.", reason="failed")
-
-        self._require_supervisor().guard(
-            f"stream {producer.key!r} (generation {producer.generation}): producer",
-            lambda: producer._run_task(run),
-            failed,
-        )
+        self._launcher.spawn(producer, run)
 
     def join(
         self,
