@@ -21,7 +21,7 @@ import anyio
 from ._cancel import cancel
 from ._compaction import compact
 from ._config import HubConfig, HubOptions
-from ._cursor import Cursor, coerce_cursor
+from ._cursor import Cursor
 from ._errors import BackendUnavailableError, HubNotStartedError
 from ._fanout import Fanout
 from ._finishing import Finishing
@@ -35,10 +35,11 @@ from ._launcher import Launcher
 from ._local import LocalProducers
 from ._policy import StreamPolicy
 from ._producer import Producer
-from ._result import StreamResult, read_result
+from ._reads import StreamReads
+from ._result import StreamResult
 from ._send_guard import SendGuard
 from ._shared_tasks import SharedTasks
-from ._status import CancelResult, StreamStatus, stream_status
+from ._status import CancelResult, StreamStatus
 from ._steering import Steered, steer
 from ._subscription import Subscription
 from ._supervisor import Supervisor
@@ -82,6 +83,7 @@ class StreamHub:
             self._tasks,
             self.instance_id,
         )
+        self._reads = StreamReads(self.backend, self._fanout, self.config, self._tasks)
 
     @classmethod
     def from_url(
@@ -339,28 +341,15 @@ class StreamHub:
         self, key: str, after: str | Cursor | None = None, *, max_queue: int | None = None
     ) -> Subscription:
         """Replay the events after `after` (a cursor or event id), then follow live."""
-        self._require_supervisor()
-        return Subscription(
-            key=validate_key(key),
-            after=coerce_cursor(after),
-            backend=self.backend,
-            fanout=self._fanout,
-            config=self.config,
-            max_queue=max_queue or self.config.max_queue,
-        )
+        return self._reads.subscribe(key, after, max_queue)
 
     async def status(self, key: str) -> StreamStatus | None:
         """The stream's state as storage holds it; None if there is no such stream."""
-        (state,) = await self.backend.states([validate_key(key)])
-        return None if state is None else stream_status(state)
+        return await self._reads.status(key)
 
     async def active(self, keys: Sequence[str]) -> dict[str, bool]:
         """Which of `keys` have a running producer, in one round trip."""
-        states = await self.backend.states([validate_key(k) for k in keys])
-        return {
-            key: state is not None and state.status == "active" and not state.lease_expired
-            for key, state in zip(keys, states, strict=False)
-        }
+        return await self._reads.active(keys)
 
     async def cancel(
         self, key: str, *, generation: str | None = None, wait: float | None = None
@@ -429,16 +418,7 @@ class StreamHub:
         """The assembled answer of `key`'s current generation (or of `generation`, if it is
         still the current one): text, other events, status, metadata, times, last event
         id. While it runs, what exists so far. None if there is no such generation."""
-        validate_key(key)
-        for _ in range(3):
-            result = await read_result(
-                self.backend, key, generation, page_size=self.config.replay_batch
-            )
-            if result is not None or generation is not None:
-                return result
-            if await self.status(key) is None:
-                return None
-        return None
+        return await self._reads.result(key, generation)
 
     async def compact(self, key: str) -> bool:
         """Compact `key`'s finished generation now, whatever `compact_after_s` says;
