@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -18,8 +17,7 @@ from typing import Any, Unpack
 
 import anyio
 
-from ._cancel import cancel
-from ._compaction import compact
+from ._commands import StreamCommands
 from ._config import HubConfig, HubOptions
 from ._cursor import Cursor
 from ._errors import BackendUnavailableError, HubNotStartedError
@@ -40,7 +38,7 @@ from ._result import StreamResult
 from ._send_guard import SendGuard
 from ._shared_tasks import SharedTasks
 from ._status import CancelResult, StreamStatus
-from ._steering import Steered, steer
+from ._steering import Steered
 from ._subscription import Subscription
 from ._supervisor import Supervisor
 from ._writer import Writer
@@ -84,6 +82,9 @@ class StreamHub:
             self.instance_id,
         )
         self._reads = StreamReads(self.backend, self._fanout, self.config, self._tasks)
+        self._commands = StreamCommands(
+            self.backend, self.config, self._fanout, self._producers, self._reads, self._tasks
+        )
 
     @classmethod
     def from_url(
@@ -362,34 +363,7 @@ class StreamHub:
         The answer carries the generation's result as the cancel left it (its text so
         far, its usage), read once the producer stopped or the wait ran out.
         """
-        started = time.monotonic()
-        outcome = await self._cancel(validate_key(key), generation, wait)
-        if outcome is None:
-            return None
-        if (observer := self.config.observer) is not None:
-            observer.cancel_finished(
-                key,
-                outcome.status.generation,
-                outcome.cancelled,
-                outcome.stopped,
-                time.monotonic() - started,
-            )
-        result = await self.result(key, generation=outcome.status.generation)
-        return dataclasses.replace(outcome, result=result)
-
-    async def _cancel(
-        self, key: str, generation: str | None, wait: float | None
-    ) -> CancelResult | None:
-        self._require_supervisor()
-        return await cancel(
-            key,
-            generation=generation,
-            wait=wait,
-            backend=self.backend,
-            fanout=self._fanout,
-            local=self._producers,
-            config=self.config,
-        )
+        return await self._commands.cancel(key, generation, wait)
 
     async def steer(self, key: str, message: object, *, source: str = "api") -> Steered:
         """Send `message` (any JSON value) to the running generation of `key`, wherever
@@ -404,15 +378,13 @@ class StreamHub:
             InboxFullError: 1000 messages to the generation are not read yet.
             TypeError: `message` cannot be encoded as JSON.
         """
-        self._require_supervisor()
-        return await steer(self.backend, self.config, validate_key(key), message, source)
+        return await self._commands.steer(key, message, source)
 
     async def remove(self, key: str) -> bool:
         """Forget `key`: cancel its running generation (its producer stops at once, and its
         writes are refused), then delete everything stored under it; True if it existed.
         A finish hook the generation still owed is not run."""
-        await self._cancel(validate_key(key), None, None)
-        return await self.backend.remove(key)
+        return await self._commands.remove(key)
 
     async def result(self, key: str, *, generation: str | None = None) -> StreamResult | None:
         """The assembled answer of `key`'s current generation (or of `generation`, if it is
@@ -423,7 +395,4 @@ class StreamHub:
     async def compact(self, key: str) -> bool:
         """Compact `key`'s finished generation now, whatever `compact_after_s` says;
         False if there is nothing to compact (no session, or still running)."""
-        (state,) = await self.backend.states([validate_key(key)])
-        if state is None or state.status == "active":
-            return False
-        return await compact(self.backend, key, state.generation)
+        return await self._commands.compact(key)
