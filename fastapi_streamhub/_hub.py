@@ -4,11 +4,15 @@ A producer task belongs to the hub, not to the request that started it: a client
 leaving never stops a generation; only completion, an error, a cancel (from any
 instance) or shutdown do. Every task the hub starts is supervised (`_supervisor.py`),
 so nothing one stream does can stop the others.
+
+The hub owns the parts and their lifetime; each public method hands over to the part
+whose job it is: starting producers (`_launcher.py`), what readers ask
+(`_reads.py`), what acts on a stream (`_commands.py`), the shared tasks
+(`_shared_tasks.py`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -20,10 +24,10 @@ import anyio
 from ._commands import StreamCommands
 from ._config import HubConfig, HubOptions
 from ._cursor import Cursor
-from ._errors import BackendUnavailableError, HubNotStartedError
+from ._errors import HubNotStartedError
 from ._fanout import Fanout
 from ._finishing import Finishing
-from ._health import HubHealth
+from ._health import HubHealth, check_health
 from ._hooks import wire_app
 from ._inbox import InboxReader
 from ._jobs import JobOutcome, JobStream, StreamJob, claim_job, send_job
@@ -44,8 +48,6 @@ from ._supervisor import Supervisor
 from ._writer import Writer
 from .backends._base import Backend
 from .backends.memory import MemoryBackend
-
-_HEALTH_PING_S = 2.0
 
 
 class StreamHub:
@@ -206,20 +208,9 @@ class StreamHub:
 
         Never raises; a readiness probe reports `ready`, the rest says what is wrong.
         """
-        error: str | None = None
-        try:
-            with anyio.fail_after(_HEALTH_PING_S):
-                await self.backend.ping()
-        except (BackendUnavailableError, TimeoutError) as exc:
-            error = str(exc) or "storage did not answer in time"
-        supervisor = self._tasks.supervisor
-        tasks = {} if supervisor is None else supervisor.tasks
-        return HubHealth(
-            ready=supervisor is not None and error is None and supervisor.healthy,
-            started=self.started,
-            storage_ok=error is None,
-            storage_error=error,
-            tasks={name: dataclasses.replace(task) for name, task in tasks.items()},
+        return await check_health(
+            self.backend,
+            self._tasks.supervisor,
             producers=len(self._producers),
             watched_keys=self._fanout.watched,
         )
