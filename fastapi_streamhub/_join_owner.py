@@ -103,13 +103,19 @@ class JoinedSources:
                 exc,
                 extra=self._about,
             )
+            self._answered(name, accepted=False)
             return
+        self._answered(name, accepted=True)
         self._expected.discard(name)
         self._tokens[name] = message.token
         self._taken[name] = 0
         self._lease_s[name] = int(lease_ms) / 1000
         self._deadlines[name] = anyio.current_time() + self._lease_s[name]
         self._watch_leases()
+
+    def _answered(self, name: str, *, accepted: bool) -> None:
+        if (observer := self._producer._config.observer) is not None:
+            observer.join_answered(self._producer, name, accepted)
 
     def _watch_leases(self) -> None:
         self._changed.set()
