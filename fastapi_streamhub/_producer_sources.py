@@ -39,6 +39,16 @@ logger = logging.getLogger("fastapi_streamhub")
 _MISSING = frozenset({"producer_lost", "not_joined"})
 """Reasons of a source's `error` end that observers count apart."""
 
+
+def _reason(data: str) -> object:
+    """The `reason` of an end's data (a joined process's data is read with care)."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return None
+    return value.get("reason") if isinstance(value, dict) else None
+
+
 CURRENT: ContextVar[Producer] = ContextVar("streamhub_producer")
 """The producer fed by the running generator, or by one of its sources' tasks."""
 
@@ -256,7 +266,7 @@ class SourcedProducer(ProducerCore):
             return
         outcome = event
         if event == "error":
-            reason = json.loads(data).get("reason")
+            reason = _reason(data)
             outcome = reason if reason in _MISSING else event
         observer.source_ended(cast("Producer", self), name, outcome)
 

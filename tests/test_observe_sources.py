@@ -18,6 +18,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry, generate_latest
 
 from fastapi_streamhub import (
+    BackendUnavailableError,
+    InboxFullError,
     JoinRefusedError,
     MessageTooLargeError,
     NotRunningError,
@@ -26,11 +28,14 @@ from fastapi_streamhub import (
     SessionNotFoundError,
     StreamHub,
 )
+from fastapi_streamhub._inbox import MAX_INBOX_MESSAGES
 from fastapi_streamhub.otel import TracingObserver
 from fastapi_streamhub.prometheus import PrometheusObserver
 from tests.support.fan_in import paced
 from tests.support.polling import eventually
+from tests.support.redis_server import RedisServer
 from tests.support.streams import stalled
+from tests.test_backend_contract import claim
 from tests.test_metrics import counters, parse
 
 pytestmark = pytest.mark.anyio
@@ -207,3 +212,57 @@ async def test_the_generation_span_counts_sources_and_records_their_ends_and_ste
             {"streamhub.source": "late", "streamhub.source.outcome": "not_joined"},
         ),
     ]
+
+
+async def test_a_full_inbox_refuses_steering_and_is_counted(
+    make_hub: Callable[..., StreamHub], registry: CollectorRegistry
+) -> None:
+    """A session running with no producer reading its inbox (one claimed in storage
+    only) takes `MAX_INBOX_MESSAGES` messages, then refuses: `full`."""
+    async with make_hub(observers=[PrometheusObserver(registry=registry)]) as hub:
+        assert await claim(hub.backend, "orphan", "g1")
+        for i in range(MAX_INBOX_MESSAGES):
+            await hub.steer("orphan", i)
+        with pytest.raises(InboxFullError):
+            await hub.steer("orphan", "one too many")
+    got = counters(parse(generate_latest(registry).decode()))
+    assert {name: value for name, value in got.items() if "steering" in name} == {
+        "streamhub_steering_messages_total{outcome=accepted}": MAX_INBOX_MESSAGES,
+        "streamhub_steering_messages_total{outcome=full}": 1,
+    }
+
+
+@pytest.mark.parametrize("backend_kind", ["redis"])
+async def test_steering_while_redis_is_frozen_is_counted_as_unavailable(
+    backend_kind: str, redis_server: RedisServer, registry: CollectorRegistry
+) -> None:
+    hub = StreamHub.from_url(
+        redis_server.url,
+        socket_timeout_s=0.3,
+        shutdown_grace_s=0.1,
+        observers=[PrometheusObserver(registry=registry)],
+    )
+    async with hub:
+        producer, _ = await hub.register("frozen")
+        redis_server.pause()
+        try:
+            with pytest.raises(BackendUnavailableError):
+                await hub.steer("frozen", "hello")
+        finally:
+            redis_server.resume()
+        await hub.steer("frozen", "again")
+        taken = []
+        async for message in producer.messages():
+            taken.append(message.data)
+            if message.data == "again":
+                break
+        await producer.close()
+    # A post Redis got before it froze runs once it thaws: "unavailable" means the sender
+    # cannot know, not that the message was lost.
+    assert taken in (["again"], ["hello", "again"])
+    got = counters(parse(generate_latest(registry).decode()))
+    assert {name: value for name, value in got.items() if "steering" in name} == {
+        "streamhub_steering_messages_total{outcome=unavailable}": 1,
+        "streamhub_steering_messages_total{outcome=accepted}": 1,
+        "streamhub_steering_messages_delivered_total": len(taken),
+    }
