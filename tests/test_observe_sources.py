@@ -7,11 +7,13 @@ memory backend the owner's hub does it all.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AsyncExitStack
 
 import anyio
 import pytest
+from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -36,7 +38,9 @@ from tests.support.polling import eventually
 from tests.support.redis_server import RedisServer
 from tests.support.streams import stalled
 from tests.test_backend_contract import claim
-from tests.test_metrics import counters, parse
+from tests.test_metrics import MetricsApp, counters, parse
+
+JSON = {"content-type": "application/json"}
 
 pytestmark = pytest.mark.anyio
 
@@ -265,4 +269,30 @@ async def test_steering_while_redis_is_frozen_is_counted_as_unavailable(
         "streamhub_steering_messages_total{outcome=unavailable}": 1,
         "streamhub_steering_messages_total{outcome=accepted}": 1,
         "streamhub_steering_messages_delivered_total": len(taken),
+    }
+
+
+def test_the_steer_route_counts_what_it_refuses_before_the_hub(
+    make_hub: Callable[..., StreamHub],
+) -> None:
+    """A body over `max_message_bytes` (413) or not JSON (422) is refused by the route
+    itself; it counts as `hub.steer` would, and a message that gets through as accepted
+    or refused by the stream."""
+    app = MetricsApp(make_hub)
+    with TestClient(app.app) as client:
+        assert client.post("/chat/1").status_code == 200
+        big = json.dumps("x" * app.hub.config.max_message_bytes)
+        answers = [
+            client.post("/chat/1/steer", content=big, headers=JSON).status_code,
+            client.post("/chat/1/steer", content=b"{not json", headers=JSON).status_code,
+            client.post("/chat/1/steer", json="too late").status_code,
+            client.post("/chat/nobody/steer", json="hello").status_code,
+        ]
+    assert answers == [413, 422, 409, 404]
+    got = counters(app.samples())
+    assert {name: value for name, value in got.items() if "steering" in name} == {
+        "streamhub_steering_messages_total{outcome=too_large}": 1,
+        "streamhub_steering_messages_total{outcome=invalid}": 1,
+        "streamhub_steering_messages_total{outcome=not_running}": 1,
+        "streamhub_steering_messages_total{outcome=not_found}": 1,
     }
