@@ -29,6 +29,7 @@ from ._errors import (
     NotRunningError,
     SessionNotFoundError,
 )
+from ._logs import about
 from .backends._base import Backend, InboxEntry, InboxRead, Posted
 from .backends._memory_inbox import entry_order
 
@@ -94,12 +95,25 @@ class Inbox:
         only enqueue). Messages of `kind` that arrived before are handed over now."""
         self._handlers[kind] = handler
         for message in self._waiting.pop(kind, []):
-            _call(handler, message)
+            self._call(handler, message)
 
     def notify(self) -> None:
         """Storage says a message was posted: read soon."""
         if self._notify is not None:
             self._notify(self)
+
+    def _call(self, handler: Handler, message: InboxMessage) -> None:
+        try:
+            handler(message)
+        except Exception:
+            logger.exception(
+                "stream %r (generation %s): an inbox handler failed on a %r message; "
+                "it is not retried",
+                self.key,
+                self.generation,
+                message.kind,
+                extra=about(self.key, self.generation),
+            )
 
     def _read(self) -> InboxRead:
         return InboxRead(self.key, self.generation, self.last_id)
@@ -117,14 +131,7 @@ class Inbox:
             if handler is None:
                 self._waiting.setdefault(entry.kind, []).append(message)
             else:
-                _call(handler, message)
-
-
-def _call(handler: Handler, message: InboxMessage) -> None:
-    try:
-        handler(message)
-    except Exception:
-        logger.exception("an inbox handler failed on a %r message; it is not retried", message.kind)
+                self._call(handler, message)
 
 
 class InboxReader:

@@ -53,14 +53,19 @@ class JoinedSources:
         name = message.source
         if decoded is None:
             logger.warning(
-                "stream %r: a source message this release cannot read", self._key, extra=self._about
+                "stream %r (generation %s): a message of source %r this release cannot read",
+                self._key,
+                self._generation,
+                name,
+                extra=self._about,
             )
         elif decoded.op == "J":
             self._join(name, decoded)
         elif self._tokens.get(name) != decoded.token or not self._producer._source_running(name):
             logger.warning(
-                "stream %r: a message of source %r refused: its token is stale",
+                "stream %r (generation %s): a message of source %r refused: its token is stale",
                 self._key,
+                self._generation,
                 name,
                 extra=self._about,
             )
@@ -76,6 +81,10 @@ class JoinedSources:
     @property
     def _key(self) -> str:
         return self._producer.key
+
+    @property
+    def _generation(self) -> str:
+        return self._producer.generation
 
     @property
     def _about(self) -> dict[str, object]:
@@ -97,19 +106,26 @@ class JoinedSources:
             self._producer._join_source(name, join_id, expected=expected)
         except (ValueError, ProducerStoppedError) as exc:
             logger.warning(
-                "stream %r: the join of source %r was refused: %s",
+                "stream %r (generation %s): the join of source %r was refused: %s",
                 self._key,
+                self._generation,
                 name,
                 exc,
                 extra=self._about,
             )
+            self._answered(name, accepted=False)
             return
+        self._answered(name, accepted=True)
         self._expected.discard(name)
         self._tokens[name] = message.token
         self._taken[name] = 0
         self._lease_s[name] = int(lease_ms) / 1000
         self._deadlines[name] = anyio.current_time() + self._lease_s[name]
         self._watch_leases()
+
+    def _answered(self, name: str, *, accepted: bool) -> None:
+        if (observer := self._producer._config.observer) is not None:
+            observer.join_answered(self._producer, name, accepted)
 
     def _watch_leases(self) -> None:
         self._changed.set()
@@ -125,15 +141,20 @@ class JoinedSources:
         self._forget(name)
         if name in self._expected:
             logger.warning(
-                "stream %r: no process joined as source %r in time",
+                "stream %r (generation %s): no process joined as source %r in time",
                 self._key,
+                self._generation,
                 name,
                 extra=self._about,
             )
             self._producer._end_source(name, "error", NOT_JOINED)
         else:
             logger.warning(
-                "stream %r: source %r lost its lease", self._key, name, extra=self._about
+                "stream %r (generation %s): source %r lost its lease",
+                self._key,
+                self._generation,
+                name,
+                extra=self._about,
             )
             self._producer._end_source(name, "error", PRODUCER_LOST)
 

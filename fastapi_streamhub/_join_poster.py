@@ -142,9 +142,10 @@ class Poster:
             except BackendUnavailableError as exc:
                 if anyio.current_time() - since >= self._config.write_deadline_s:
                     logger.error(
-                        "source %r of %r: storage away: %s",
-                        self._name,
+                        "stream %r (generation %s): source %r: storage away: %s",
                         self._key,
+                        self.generation,
+                        self._name,
                         exc,
                         extra=about(self._key, self.generation),
                     )
@@ -155,9 +156,10 @@ class Poster:
                 continue
             except (NotRunningError, SessionNotFoundError, InboxFullError) as exc:
                 logger.warning(
-                    "source %r of %r: %s",
-                    self._name,
+                    "stream %r (generation %s): source %r: %s",
                     self._key,
+                    self.generation,
+                    self._name,
                     exc,
                     extra=about(self._key, self.generation),
                 )

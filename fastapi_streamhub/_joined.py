@@ -224,9 +224,10 @@ class JoinedSource:
                 subscription = self._hub.subscribe(self._key, after=cursor)
         except StreamHubError as exc:
             logger.warning(
-                "source %r of %r: lost the stream: %s",
-                self._name,
+                "stream %r (generation %s): source %r lost the stream: %s",
                 self._key,
+                self._generation,
+                self._name,
                 exc,
                 extra=about(self._key, self._generation),
             )

@@ -45,6 +45,13 @@ cursor, the generation from its start."""
 
 FailureClass = Literal["transient", "final"]
 
+SteerOutcome = Literal[
+    "accepted", "not_found", "not_running", "full", "too_large", "invalid", "unavailable"
+]
+"""What `hub.steer` answered: accepted, or refused because the key has no stream, its
+generation is not running, its inbox is full, the message is too large or not JSON,
+or storage was away."""
+
 _source: ContextVar[ResumeSource] = ContextVar("streamhub_resume_source", default="api")
 
 
@@ -137,6 +144,26 @@ class Observer:
     def finish_hook_ran(self, key: str, generation: str, outcome: str, duration_s: float) -> None:
         """A finish hook ran here: `ok` or `raised`."""
 
+    def source_started(self, producer: Producer, source: str) -> None:
+        """A source other than the first started in `producer`'s generation: spawned,
+        opened with `source`, or expected for a process to join."""
+
+    def source_ended(self, producer: Producer, source: str, outcome: str) -> None:
+        """A source other than the first ended: `done`, `error`, `cancelled`,
+        `producer_lost` (its joined process stopped renewing), `not_joined` (no process
+        joined in time), or `with_generation` (still running when its generation ended)."""
+
+    def join_answered(self, producer: Producer, source: str, accepted: bool) -> None:
+        """The owner of `producer`'s generation accepted or refused another process's
+        join as `source` (refused: the name is taken, or the generation is closing)."""
+
+    def steer_sent(self, key: str, outcome: SteerOutcome) -> None:
+        """`hub.steer` here answered: `accepted`, or why it refused the message."""
+
+    def steer_delivered(self, producer: Producer, message_id: str, source: str) -> None:
+        """The producer of a running generation took a steering message (it is recorded
+        as a `steer` event and handed to the generator)."""
+
 
 class ObserverGroup(Observer):
     """Calls each observer in turn; one that raises is logged and the others still run.
@@ -222,6 +249,21 @@ class ObserverGroup(Observer):
 
     def finish_hook_ran(self, key: str, generation: str, outcome: str, duration_s: float) -> None:
         self._each("finish_hook_ran", key, generation, outcome, duration_s)
+
+    def source_started(self, producer: Producer, source: str) -> None:
+        self._each("source_started", producer, source)
+
+    def source_ended(self, producer: Producer, source: str, outcome: str) -> None:
+        self._each("source_ended", producer, source, outcome)
+
+    def join_answered(self, producer: Producer, source: str, accepted: bool) -> None:
+        self._each("join_answered", producer, source, accepted)
+
+    def steer_sent(self, key: str, outcome: SteerOutcome) -> None:
+        self._each("steer_sent", key, outcome)
+
+    def steer_delivered(self, producer: Producer, message_id: str, source: str) -> None:
+        self._each("steer_delivered", producer, message_id, source)
 
 
 def combine(observers: Sequence[Observer]) -> Observer | None:

@@ -52,7 +52,7 @@ class Producer(SourcedProducer):
     """Writes one generation of one key. Obtain it from `StreamHub.register`."""
 
     def _open_inbox(self) -> None:
-        self._steering = Steering()
+        self._steering = Steering(self.key, self.generation)
         self.inbox.on(STEER, self._steered)
 
     @property
@@ -103,12 +103,22 @@ class Producer(SourcedProducer):
             self._bytes += size
             self._enqueue(STEER, data)
         else:
-            logger.warning("stream %r: steer event %s not stored: %s", self.key, message.id, limit)
+            logger.warning(
+                "stream %r (generation %s): steer event %s not stored: %s",
+                self.key,
+                self.generation,
+                message.id,
+                limit,
+                extra=about(self.key, self.generation),
+            )
         self._steering.put(steering)
+        if (observer := self._config.observer) is not None:
+            observer.steer_delivered(self, message.id, message.source)
 
     def _stop(self, reason: StopReason) -> None:
         super()._stop(reason)
         self._steering.close()
+        self._report_sources_left()
 
     async def publish(self, chunk: object) -> None:
         """Append one chunk: a `str`, a JSON-serialisable value, or an `Event`.

@@ -8,6 +8,7 @@ themselves: started here (`spawn`, `source`) or joined from another process
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
@@ -34,6 +35,19 @@ if TYPE_CHECKING:
     from ._producer import Producer
 
 logger = logging.getLogger("fastapi_streamhub")
+
+_MISSING = frozenset({"producer_lost", "not_joined"})
+"""Reasons of a source's `error` end that observers count apart."""
+
+
+def _reason(data: str) -> object:
+    """The `reason` of an end's data (a joined process's data is read with care)."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return None
+    return value.get("reason") if isinstance(value, dict) else None
+
 
 CURRENT: ContextVar[Producer] = ContextVar("streamhub_producer")
 """The producer fed by the running generator, or by one of its sources' tasks."""
@@ -98,6 +112,13 @@ class SourcedProducer(ProducerCore):
         """The sources of this generation that have ended, in the order they did."""
         return [] if self._sources is None else list(self._sources.ended)
 
+    @property
+    def source_count(self) -> int:
+        """How many sources this generation has had, the first included."""
+        if self._sources is None:
+            return 1
+        return len(self._sources) + len(self._sources.ended)
+
     def source(self, name: str) -> Source:
         """Start another source of this generation, named `name`, written by the caller:
         `async with producer.source("search") as search: await search.publish(...)`.
@@ -120,6 +141,8 @@ class SourcedProducer(ProducerCore):
             self._end_generation("error", terminal_data(message=limit, reason="limit"))
             raise ProducerStoppedError(self.key, limit)
         sources.add(name)
+        if (observer := self._config.observer) is not None:
+            observer.source_started(cast("Producer", self), name)
         return sources
 
     def spawn(self, name: str, stream: AsyncIterator[object]) -> Source:
@@ -222,13 +245,37 @@ class SourcedProducer(ProducerCore):
         if self._phase is not ProducerPhase.RUNNING or sources is None or not sources.end(name):
             return
         self._enqueue(SOURCE_EVENT, sources.wrap(name, event, data))
+        self._report_source_end(name, event, data)
         if name == MAIN_SOURCE and sources.ends_with == "first":
             ended = terminal_data(reason="first_source_ended")
             for other in list(sources):
                 sources.end(other)
                 self._enqueue(SOURCE_EVENT, sources.wrap(other, "cancelled", ended))
+                self._report_source_end(other, "cancelled", ended)
             sources.interrupt()
             if event != "done":
                 self._end_generation(event, data)
         if not len(sources):
             self._end_generation("done", metadata_json(self._metadata))
+
+    def _report_source_end(self, name: str, event: str, data: str) -> None:
+        """Tell observers how a source other than the first ended: its event, or the
+        reason of an `error` that says the source itself went missing."""
+        observer = self._config.observer
+        if observer is None or name == MAIN_SOURCE:
+            return
+        outcome = event
+        if event == "error":
+            reason = _reason(data)
+            outcome = reason if reason in _MISSING else event
+        observer.source_ended(cast("Producer", self), name, outcome)
+
+    def _report_sources_left(self) -> None:
+        """The generation stopped: the sources still running ended with it (told once)."""
+        sources, observer = self._sources, self._config.observer
+        if sources is None or observer is None or sources.left_told:
+            return
+        sources.left_told = True
+        for name in sources:
+            if name != MAIN_SOURCE:
+                observer.source_ended(cast("Producer", self), name, "with_generation")

@@ -85,6 +85,8 @@ class Sources:
         """The sources that have ended, in the order they did."""
         self._tasks: dict[str, _Task] = {}
         self._interrupted = False
+        self.left_told = False
+        """Whether observers were told of the sources left running at the generation's end."""
 
     def __len__(self) -> int:
         """How many sources are running."""

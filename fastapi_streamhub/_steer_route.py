@@ -58,7 +58,13 @@ def parse_json(body: bytes) -> Any:
 
 async def _steer(request: Request, key: str) -> Any:
     hub = get_hub(request)
-    message = parse_json(await read_capped(request, hub.config.max_message_bytes))
+    try:
+        message = parse_json(await read_capped(request, hub.config.max_message_bytes))
+    except (MessageTooLargeError, RequestValidationError) as exc:
+        if (observer := hub.config.observer) is not None:
+            too_large = isinstance(exc, MessageTooLargeError)
+            observer.steer_sent(key, "too_large" if too_large else "invalid")
+        raise
     steered = await hub.steer(key, message, source=STEER_SOURCE)
     return {"key": steered.key, "id": steered.id, "generation": steered.generation}
 

@@ -20,8 +20,16 @@ from typing import Any
 import anyio
 
 from ._config import HubConfig
-from ._errors import MessageTooLargeError
+from ._errors import (
+    BackendUnavailableError,
+    InboxFullError,
+    MessageTooLargeError,
+    NotRunningError,
+    SessionNotFoundError,
+)
 from ._inbox import InboxMessage, post
+from ._logs import about
+from ._observe import SteerOutcome
 from .backends._base import Backend
 
 logger = logging.getLogger("fastapi_streamhub")
@@ -66,11 +74,32 @@ def encode_message(message: object, max_bytes: int) -> str:
     return text
 
 
+_REFUSALS: tuple[tuple[type[Exception], SteerOutcome], ...] = (
+    (MessageTooLargeError, "too_large"),
+    (TypeError, "invalid"),
+    (SessionNotFoundError, "not_found"),
+    (NotRunningError, "not_running"),
+    (InboxFullError, "full"),
+    (BackendUnavailableError, "unavailable"),
+)
+
+
 async def steer(
     backend: Backend, config: HubConfig, key: str, message: object, source: str
 ) -> Steered:
-    payload = encode_message(message, config.max_message_bytes)
-    posted = await post(backend, key, kind=STEER, payload=payload, source=source)
+    observer = config.observer
+    try:
+        payload = encode_message(message, config.max_message_bytes)
+        posted = await post(backend, key, kind=STEER, payload=payload, source=source)
+    except Exception as exc:
+        if observer is not None:
+            for error, outcome in _REFUSALS:
+                if isinstance(exc, error):
+                    observer.steer_sent(key, outcome)
+                    break
+        raise
+    if observer is not None:
+        observer.steer_sent(key, "accepted")
     return Steered(key, posted.id, posted.generation)
 
 
@@ -83,7 +112,9 @@ def event_data(message: InboxMessage) -> str:
 class Steering:
     """One generation's steering messages, between its inbox and its generator."""
 
-    def __init__(self) -> None:
+    def __init__(self, key: str, generation: str) -> None:
+        self._key = key
+        self._generation = generation
         self._queue: list[SteeringMessage] = []
         self._arrived = anyio.Event()
         self._closed = False
@@ -92,7 +123,13 @@ class Steering:
         try:
             return SteeringMessage(message.id, json.loads(message.payload), message.source)
         except ValueError:
-            logger.error("steering message %s is not JSON; skipped", message.id)
+            logger.error(
+                "stream %r (generation %s): steering message %s is not JSON; skipped",
+                self._key,
+                self._generation,
+                message.id,
+                extra=about(self._key, self._generation),
+            )
             return None
 
     def put(self, message: SteeringMessage) -> None:

@@ -36,7 +36,7 @@ def events(*items: object, generation: str = GEN) -> list[StreamEvent]:
 
 
 def translate(stored: list[StreamEvent]) -> list[dict[str, Any]]:
-    writer = PartWriter()
+    writer = PartWriter("chat:1")
     return [part for event in stored for part in writer.parts(event)]
 
 
@@ -126,10 +126,12 @@ def test_a_malformed_event_is_left_out_with_a_warning(caplog: pytest.LogCaptureF
             events(Event("tool_call_start", {"id": 7, "name": "x"}), Event("reasoning", 3), "ok")
         )
     assert types(parts) == ["start", "start-step", "text-start", "text-delta"]
+    about = f"stream 'chat:1' (generation {GEN}): "
     assert [r.getMessage() for r in caplog.records] == [
-        f"event {GEN}:1 (tool_call_start) is not sent to the AI SDK: needs a string 'id'",
-        f"event {GEN}:2 (reasoning) is not sent to the AI SDK: needs text",
+        f"{about}event {GEN}:1 (tool_call_start) is not sent to the AI SDK: needs a string 'id'",
+        f"{about}event {GEN}:2 (reasoning) is not sent to the AI SDK: needs text",
     ]
+    assert {(r.stream_key, r.generation) for r in caplog.records} == {("chat:1", GEN)}  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -166,13 +168,13 @@ def test_terminal_events() -> None:
 def test_an_error_before_any_event_has_no_start() -> None:
     data = json.dumps({"message": "The stream's storage is unavailable.", "reason": "x"})
     unstored = StreamEvent(GEN, 0, "error", data)
-    assert PartWriter().parts(unstored) == [
+    assert PartWriter("chat:1").parts(unstored) == [
         {"type": "error", "errorText": "The stream's storage is unavailable."}
     ]
 
 
 def test_a_reset_starts_the_next_generation_afresh() -> None:
-    writer = PartWriter()
+    writer = PartWriter("chat:1")
     old = [p for e in events("a") for p in writer.parts(e)]
     reset = StreamEvent("new", 0, "reset", json.dumps({"generation": "new"}))
     assert writer.parts(reset) == []

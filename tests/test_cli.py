@@ -4,6 +4,7 @@ generations, a frozen Redis and a killed instance, and the exit code of every er
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import pytest
 
 from fastapi_streamhub import StreamHub
 from tests.support.cli import CONSOLE_SCRIPT, CliRun, FollowingCli, run_cli
+from tests.support.polling import eventually
 from tests.support.redis_cluster import LocalCluster
 from tests.support.redis_server import RedisServer
 from tests.support.sentinel_server import SentinelServer
@@ -115,7 +117,11 @@ async def test_ls_status_tail_and_result_of_a_finished_stream_as_json(
     (only,) = listed.json()
     assert without_times(only) == row
     status = (await run_cli("status", "gen:a", "--json", env=env)).json()
-    assert without_times(status) == {**row, "end": {}}
+    assert without_times(status) == {
+        **row,
+        "end": {},
+        "source_states": [{"name": "main", "state": "ended", "end": "done", "reason": None}],
+    }
     assert status["started_at"] <= status["ended_at"]
 
     tail = await run_cli("tail", "gen:a", "--json", env=env)
@@ -381,3 +387,116 @@ async def test_without_the_cli_extra_the_module_says_what_to_install() -> None:
     assert run.stderr.startswith(
         "streamhub: the command line needs the cli extra: pip install 'fastapi-streamhub[cli]'"
     )
+
+
+def ended(end: str | None, reason: str | None = None) -> dict[str, Any]:
+    return {"state": "running" if end is None else "ended", "end": end, "reason": reason}
+
+
+async def source_states(env: dict[str, str], key: str) -> dict[str, dict[str, Any]]:
+    status = await run_cli("status", key, "--json", env=env)
+    assert status.code == 0, status
+    return {s.pop("name"): s for s in status.json()["source_states"]}
+
+
+async def test_status_lists_sources_and_steer_reaches_the_generator(
+    app: UvicornServer, env: dict[str, str], redis_url: str
+) -> None:
+    """A generation that fans in, seen from the command line as it goes: its sources and
+    their states read from storage, steering messages sent to it, each error's code."""
+    spec = {"tools": ["search"], "failing": ["calc"], "expect": ["worker"]}
+    async with app.client() as http:
+        (first,) = await read_events(http, "POST", "/fan/a", json=spec, limit=1)
+    generation = first.id.split(":")[0]
+
+    async def tools_ended() -> bool:
+        states = await source_states(env, "fan:a")
+        return states["search"]["state"] == states["calc"]["state"] == "ended"
+
+    await eventually(tools_ended, timeout_s=30)
+    assert await source_states(env, "fan:a") == {  # the expected worker has written nothing
+        "main": ended(None),
+        "search": ended("done"),
+        "calc": ended("error", "failed"),
+    }
+
+    sent = await run_cli("steer", "fan:a", '{"go": "left"}', "--json", env=env)
+    assert (sent.code, sent.stderr) == (0, ""), sent
+    steered = sent.json()
+    assert steered == {"key": "fan:a", "id": steered["id"], "generation": generation}
+    said = await run_cli("steer", "fan:a", '"hello"', "--source", "ops", env=env)
+    assert said.code == 0, said
+    assert said.stdout.startswith(f"steered 'fan:a' (generation {generation}): message ")
+    failed(await run_cli("steer", "fan:a", "hello", env=env), 2, "not JSON")
+    failed(await run_cli("steer", "fan:nobody", '"x"', env=env), 3, "no stream under key")
+    failed(await run_cli("steer", "fan:a", json.dumps("x" * 20_000), env=env), 2, "at most")
+
+    async with (
+        StreamHub.from_url(redis_url, shutdown_grace_s=0.1) as hub,
+        hub.join("fan:a", source="worker") as worker,
+    ):
+        await worker.publish("w1")
+
+    async def worker_ended() -> bool:
+        return (await source_states(env, "fan:a"))["worker"]["state"] == "ended"
+
+    await eventually(worker_ended, timeout_s=30)
+    human = await run_cli("status", "fan:a", env=env)
+    lines = [line.split(None, 1) for line in human.stdout.splitlines()]
+    sources_at = lines.index(["sources", "4"])
+    assert lines[sources_at + 1 : sources_at + 5] == [
+        ["main", "running"],
+        ["search", "ended (done)"],
+        ["calc", "ended (error: failed)"],
+        ["worker", "ended (done)"],
+    ]
+    assert (await run_cli("steer", "fan:a", '"stop"', env=env)).code == 0
+
+    async def generation_ended() -> bool:
+        return (await run_cli("status", "fan:a", "--json", env=env)).json()["status"] == "done"
+
+    await eventually(generation_ended, timeout_s=30)
+    assert await source_states(env, "fan:a") == {
+        "main": ended("done"),
+        "search": ended("done"),
+        "calc": ended("error", "failed"),
+        "worker": ended("done"),
+    }
+    (row,) = (await run_cli("ls", "--json", env=env)).json()
+    assert (row["key"], row["sources"]) == ("fan:a", 4)
+    listed = (await run_cli("ls", env=env)).stdout.splitlines()
+    assert listed[1].split()[:4] == ["fan:a", generation, "done", "4"]
+    failed(await run_cli("steer", "fan:a", '"late"', env=env), 5, "no generation of stream")
+
+    tail = await run_cli("tail", "fan:a", "--json", env=env)
+    heard = [line["data"] for line in tail.lines() if line["event"] is None]
+    assert heard == [
+        "planning",
+        {"heard": {"go": "left"}, "from": "cli"},
+        {"heard": "hello", "from": "ops"},
+        {"heard": "stop", "from": "cli"},
+    ]
+    steers = [line["data"] for line in tail.lines() if line["event"] == "steer"]
+    assert [(s["id"], s["source"]) for s in steers] == [
+        (steered["id"], "cli"),
+        (steers[1]["id"], "ops"),
+        (steers[2]["id"], "cli"),
+    ]
+
+
+async def test_sources_and_steer_on_a_cluster(shared_redis_cluster: LocalCluster) -> None:
+    env = {"STREAMHUB_REDIS_URL": shared_redis_cluster.url}
+    async with StreamHub.from_url(shared_redis_cluster.url, shutdown_grace_s=0.1) as hub:
+        producer, _ = await hub.register("fan:c")
+        async with producer.source("search") as search:
+            await search.publish("found")
+        sent = await run_cli("steer", "fan:c", '{"go": 1}', env=env)
+        assert sent.code == 0, sent
+        message = await anext(producer.messages())
+        assert (message.data, message.source) == ({"go": 1}, "cli")
+        running = await source_states(env, "fan:c")
+        await producer.close()
+    assert running == {"main": ended(None), "search": ended("done")}
+    assert await source_states(env, "fan:c") == {"main": ended("done"), "search": ended("done")}
+    listed = (await run_cli("ls", "--json", env=env)).json()
+    assert [row["sources"] for row in listed if row["key"] == "fan:c"] == [2]

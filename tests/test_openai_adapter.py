@@ -8,6 +8,7 @@ the model was abandoned (closed by the client) rather than left running.
 from __future__ import annotations
 
 import itertools
+import logging
 import subprocess
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
@@ -161,7 +162,12 @@ async def test_chat_upstream_error_ends_with_a_message_safe_to_show(
         (None, "partial"),
         ("error", {"message": "The model's stream failed (server_error).", "reason": "failed"}),
     ]
-    assert "upstream detail sk-secret" in caplog.text  # the detail goes to the log only
+    (logged,) = [r for r in caplog.records if "upstream detail sk-secret" in r.getMessage()]
+    assert logged.getMessage().startswith(  # the detail goes to the log only, naming the stream
+        f"stream {logged.stream_key!r} (generation {logged.generation}): "  # type: ignore[attr-defined]
+        "the model's stream failed (server_error): "
+    )
+    assert logged.levelno == logging.WARNING
 
 
 # -- Responses ------------------------------------------------------------------------------

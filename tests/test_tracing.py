@@ -99,6 +99,7 @@ async def test_a_resume_on_another_instance_links_to_the_generation(
         "streamhub.generation": producer.generation,
         "streamhub.events": 3,
         "streamhub.outcome": "done",
+        "streamhub.sources": 1,
     }
     assert generation.status.status_code is StatusCode.UNSET
     assert resume.kind is SpanKind.CONSUMER

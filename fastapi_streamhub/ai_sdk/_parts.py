@@ -37,6 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._events import StreamEvent
+from .._logs import about
 
 logger = logging.getLogger("fastapi_streamhub")
 
@@ -74,7 +75,9 @@ def _field(value: Any, name: str) -> str:
 class PartWriter:
     """The UI message stream parts of one generation's events, fed in order from seq 1."""
 
-    def __init__(self) -> None:
+    def __init__(self, key: str) -> None:
+        self._key = key
+        """The stream key, for the log."""
         self._started = False
         self._open: tuple[str, str] | None = None
         self._blocks = 0
@@ -95,7 +98,13 @@ class PartWriter:
             return parts + self._translate(event.event, value)
         except _Malformed as exc:
             logger.warning(
-                "event %s (%s) is not sent to the AI SDK: %s", event.id, event.event, exc
+                "stream %r (generation %s): event %s (%s) is not sent to the AI SDK: %s",
+                self._key,
+                event.generation,
+                event.id,
+                event.event,
+                exc,
+                extra=about(self._key, event.generation),
             )
             return parts
 

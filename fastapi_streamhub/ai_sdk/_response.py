@@ -35,7 +35,7 @@ _LAGGED: Part = {
 async def _body(
     subscription: Subscription, hub: StreamHub, seen: Cursor | None
 ) -> AsyncIterator[bytes]:
-    writer = PartWriter()
+    writer = PartWriter(subscription.key)
     inside: StreamEvent | None = None
     try:
         if seen is not None:

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from .._errors import BackendUnavailableError
 from .._events import Status
+from .._logs import about
 from ._base import Append, AppendOutcome, Gap, SessionState, WriteOutcome
 from ._redis_errors import is_transient, is_transient_message
 
@@ -16,7 +17,7 @@ logger = logging.getLogger("fastapi_streamhub")
 _OUTCOMES = frozenset({"ok", "stale", "done", "error", "cancelled"})
 
 
-def outcome_of(key: str, reply: Any) -> AppendOutcome:
+def outcome_of(key: str, generation: str, reply: Any) -> AppendOutcome:
     """A refused write ends only its own stream; one refused for now is retried."""
     text = str(reply)
     if text in _OUTCOMES:
@@ -26,14 +27,23 @@ def outcome_of(key: str, reply: Any) -> AppendOutcome:
     message = text.removeprefix("error:")
     if is_transient_message(message):
         return "unavailable"
-    logger.error("stream %r: Redis refused the write: %s", key, message)
+    logger.error(
+        "stream %r (generation %s): Redis refused the write: %s",
+        key,
+        generation,
+        message,
+        extra=about(key, generation),
+    )
     return "failed"
 
 
 def group_outcomes(writes: Sequence[Append], reply: Any) -> list[AppendOutcome]:
     """The outcome of each write of one script call: its own, or the call's failure."""
     if not isinstance(reply, Exception):
-        return [outcome_of(write.key, o) for write, o in zip(writes, reply, strict=True)]
+        return [
+            outcome_of(write.key, write.generation, o)
+            for write, o in zip(writes, reply, strict=True)
+        ]
     if is_transient(reply) or isinstance(reply, BackendUnavailableError):
         return ["unavailable"] * len(writes)
     logger.error("Redis refused %d writes: %r", len(writes), reply)

@@ -308,7 +308,7 @@ class RedisBackend(RedisEnds, RedisInbox, RedisListing):
             if isinstance(reply, Exception):
                 raise BackendUnavailableError(f"lease renewals failed: {reply}") from reply
             for lease, answer in zip(group, reply, strict=True):
-                outcome = outcome_of(lease.key, answer)
+                outcome = outcome_of(lease.key, lease.generation, answer)
                 outcomes[id(lease)] = "failed" if isinstance(outcome, Gap) else outcome
         return [outcomes[id(lease)] for lease in leases]
 

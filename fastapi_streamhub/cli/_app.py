@@ -8,18 +8,32 @@ does one thing through the hub's own API (`status`, `cancel`, `result`, `remove`
 
 from __future__ import annotations
 
+import json
 import time
 
 import click
 
 from .._cursor import Cursor
-from .._errors import InvalidCursorError, SessionNotFoundError
+from .._errors import (
+    InboxFullError,
+    InvalidCursorError,
+    MessageTooLargeError,
+    NotRunningError,
+    SessionNotFoundError,
+)
 from .._events import StreamEvent
 from .._hub import StreamHub
 from .._keys import validate_key
 from . import _render as render
-from ._connect import EXIT_NOT_FOUND, CliError, Settings, quiet_library_logs
-from ._inventory import SHOWN_ORDER, session_row, session_rows, stats_of
+from ._connect import (
+    EXIT_NOT_FOUND,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    CliError,
+    Settings,
+    quiet_library_logs,
+)
+from ._inventory import SHOWN_ORDER, session_row, session_rows, stats_of, with_sources
 from ._runner import note, print_json, run
 from ._tail import Tail
 
@@ -87,6 +101,7 @@ def list_streams(
     async def command(hub: StreamHub, settings: Settings) -> None:
         rows = await session_rows(hub.backend, scan_limit=scan_limit)
         rows = [row for row in rows if not statuses or row.status in statuses][:limit]
+        rows = await with_sources(hub.backend, rows)
         if as_json:
             now = time.time()
             print_json([row.as_json(now) for row in rows])
@@ -216,6 +231,49 @@ def result(
             click.echo(found.text)
 
     run(ctx, command)
+
+
+@cli.command()
+@click.argument("key")
+@click.argument("message")
+@click.option(
+    "--source",
+    default="cli",
+    show_default=True,
+    help="Who sent it, as the generator and the stream's `steer` event see it.",
+)
+@json_option
+@click.pass_context
+def steer(ctx: click.Context, key: str, message: str, source: str, as_json: bool) -> None:
+    """Send MESSAGE (JSON) to the running generation of a stream, wherever it runs.
+
+    The generator gets it from `messages()` or `take_messages()`, and the stream records
+    it as a `steer` event. A plain word must be quoted as JSON: '"stop"'.
+    """
+    value = _message(message)
+
+    async def command(hub: StreamHub, settings: Settings) -> None:
+        try:
+            steered = await hub.steer(validate_key(key), value, source=source)
+        except (NotRunningError, InboxFullError) as exc:
+            raise CliError(f"the message was refused: {exc}", EXIT_REFUSED) from exc
+        except MessageTooLargeError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from exc
+        if as_json:
+            print_json({"key": key, "id": steered.id, "generation": steered.generation})
+        else:
+            click.echo(f"steered {key!r} (generation {steered.generation}): message {steered.id}")
+
+    run(ctx, command)
+
+
+def _message(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"not JSON ({exc}); quote a plain word as JSON: '\"stop\"'", param_hint="MESSAGE"
+        ) from exc
 
 
 @cli.command("rm")

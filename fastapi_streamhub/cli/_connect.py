@@ -1,8 +1,9 @@
 """Where the command line finds storage, and how it fails: settings from options or the
 environment (the names the app's own settings use), a started hub, exit codes.
 
-Exit codes: 0 done; 1 an unexpected failure; 2 a usage error (a bad option, URL, key or
-cursor); 3 no stream under the key; 4 storage unreachable.
+Exit codes: 0 done; 1 an unexpected failure; 2 a usage error (a bad option, URL, key,
+cursor, or steering message); 3 no stream under the key; 4 storage unreachable; 5 the
+stream refused a steering message (its generation is not running, or its inbox is full).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .._hub import StreamHub
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_UNAVAILABLE = 4
+EXIT_REFUSED = 5
 
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 

@@ -19,6 +19,7 @@ import anyio
 
 from .._status import stream_status
 from ..backends._base import Backend, SessionDetails
+from ._sources import SourceState, source_counts, source_states
 
 Shown = Literal["running", "pending", "lapsed", "done", "error", "cancelled"]
 """A session's status as the command line shows it: `active` is split into `running`
@@ -38,7 +39,8 @@ class SessionRow:
     key: str
     generation: str
     status: Shown
-    sources: int
+    sources: int | None
+    """How many sources its generation has had (None: not counted, see `with_sources`)."""
     events: int
     started_at: datetime
     ended_at: datetime | None
@@ -50,6 +52,8 @@ class SessionRow:
     """What storage holds for it (`session_bytes`), if read."""
     end: dict[str, Any] | None = None
     """The terminal event's data (`status` only): why it ended."""
+    source_states: tuple[SourceState, ...] | None = None
+    """Each source and its state (`status` only)."""
 
     @property
     def last_event_id(self) -> str:
@@ -76,7 +80,10 @@ class SessionRow:
             "finish_hook": self.finish_hook,
             "metadata": self.metadata,
         }
-        return {**data, "end": self.end} if with_end else data
+        if not with_end:
+            return data
+        states = None if self.source_states is None else [s.as_json() for s in self.source_states]
+        return {**data, "end": self.end, "source_states": states}
 
 
 def _iso(moment: datetime) -> str:
@@ -100,7 +107,7 @@ def row_of(details: SessionDetails) -> SessionRow:
         key=status.key,
         generation=status.generation,
         status=shown,
-        sources=1,  # one producer per generation until fan-in lands
+        sources=None,
         events=status.last_seq,
         started_at=_time(details.started_ms),
         ended_at=None if details.ended_ms is None else _time(details.ended_ms),
@@ -118,6 +125,9 @@ async def session_row(backend: Backend, key: str) -> SessionRow | None:
         return None
     (size,) = await backend.session_bytes([key])
     row = dataclasses.replace(row_of(details), bytes=size)
+    states = await source_states(backend, key, row.generation, row.events)
+    if states is not None:
+        row = dataclasses.replace(row, sources=len(states), source_states=tuple(states))
     if row.status in ("done", "error", "cancelled") and row.events:
         page = await backend.read(key, generation=row.generation, after_seq=row.events - 1, limit=1)
         if page is not None and page.events and page.events[-1].terminal:
@@ -149,6 +159,13 @@ async def session_rows(backend: Backend, *, scan_limit: int) -> list[SessionRow]
     ]
     rows.sort(key=lambda row: (SHOWN_ORDER.index(row.status) > 2, -row.started_at.timestamp()))
     return rows
+
+
+async def with_sources(backend: Backend, rows: list[SessionRow]) -> list[SessionRow]:
+    """`rows` with their sources counted: each generation's events are read (see
+    `_sources.py`), so only the rows to be shown are given."""
+    counts = await source_counts(backend, [(r.key, r.generation, r.events) for r in rows])
+    return [dataclasses.replace(row, sources=n) for row, n in zip(rows, counts, strict=True)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,7 +76,7 @@ def sessions_table(rows: Sequence[SessionRow]) -> Table:
             Text(row.key, overflow="fold"),
             row.generation,
             Text(row.status, style=_STYLES[row.status]),
-            str(row.sources),
+            "-" if row.sources is None else str(row.sources),
             str(row.events),
             age(row.age_s(now)),
             row.owner or "-",
@@ -99,7 +99,8 @@ def status_pairs(row: SessionRow) -> list[tuple[str, str]]:
         ("events", str(row.events)),
         ("bytes", "-" if row.bytes is None else size(row.bytes)),
         ("last event id", row.last_event_id),
-        ("sources", str(row.sources)),
+        ("sources", "-" if row.sources is None else str(row.sources)),
+        *((f"  {source.name}", source.shown) for source in row.source_states or ()),
         ("owner", row.owner or "-"),
         ("started", f"{row.started_at:%Y-%m-%d %H:%M:%S} UTC ({age(row.age_s(now))} ago)"),
     ]

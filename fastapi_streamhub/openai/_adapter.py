@@ -21,6 +21,7 @@ import anyio
 
 from .._errors import StreamError
 from .._events import Event
+from .._logs import about
 from .._producer import Producer
 from .._runner import current_producer
 
@@ -115,6 +116,18 @@ class ModelEvents(Generic[T]):
     ) -> None:
         await self.aclose()
 
+    def _log(self, failed: UpstreamError) -> None:
+        """The model's own words go to the log only, with the stream they ended."""
+        key, generation = self._producer.key, self._producer.generation
+        logger.warning(
+            "stream %r (generation %s): the model's stream failed (%s): %s",
+            key,
+            generation,
+            failed.code or "no code",
+            failed.detail,
+            extra=about(key, generation),
+        )
+
     async def _run(self) -> AsyncGenerator[Item, None]:
         from openai import APIError
 
@@ -123,7 +136,12 @@ class ModelEvents(Generic[T]):
                 async for item in items:
                     yield item
         except APIError as exc:
-            raise upstream_error(exc.message, getattr(exc, "code", None)) from exc
+            failed = upstream_error(exc.message, getattr(exc, "code", None))
+            self._log(failed)
+            raise failed from exc
+        except UpstreamError as exc:
+            self._log(exc)
+            raise
         finally:
             await _close(self._stream)
         if self._outcome.metadata():
@@ -135,15 +153,25 @@ async def _close(stream: UpstreamStream[Any]) -> None:
         await stream.close()
 
 
-def upstream_error(detail: str | None, code: str | None) -> StreamError:
-    """The model failed: its detail goes to the log, a message safe to show to the client.
+class UpstreamError(StreamError):
+    """The model's stream failed: a message safe to show to the client, and the
+    upstream's own `detail` and `code`, for the log only."""
+
+    def __init__(self, message: str, detail: str | None, code: str | None) -> None:
+        super().__init__(message)
+        self.detail = detail
+        self.code = code
+
+
+def upstream_error(detail: str | None, code: str | None) -> UpstreamError:
+    """The model failed: its detail is kept for the log (`ModelEvents` writes it, naming
+    the stream), a message safe to show goes to the client.
 
     The upstream's own message may name the account, the key or the prompt; its code
     (`server_error`, `rate_limit_exceeded`, ...) is a fixed word and says enough.
     """
-    logger.warning("the model's stream failed (%s): %s", code or "no code", detail)
     suffix = f" ({code})" if code and code.replace("_", "").isalnum() else ""
-    return StreamError(f"The model's stream failed{suffix}.")
+    return UpstreamError(f"The model's stream failed{suffix}.", detail, code)
 
 
 def tool_arguments(text: str) -> Any:

@@ -35,6 +35,11 @@ EVENTS = "streamhub.events"
 OUTCOME = "streamhub.outcome"
 RESUME_SOURCE = "streamhub.resume.source"
 RESUME_RESULT = "streamhub.resume.result"
+SOURCES = "streamhub.sources"
+SOURCE = "streamhub.source"
+SOURCE_OUTCOME = "streamhub.source.outcome"
+STEER_ID = "streamhub.steer.id"
+STEER_SOURCE = "streamhub.steer.source"
 
 _FAILED = frozenset({"error", "unavailable", "failed", "stale"})
 _STOP_EVENTS = {"cancelled": "streamhub.cancel", "stale": "streamhub.lease_lost"}
@@ -76,6 +81,7 @@ class TracingObserver(Observer):
         if outcome in _STOP_EVENTS and producer not in self._lost:
             span.add_event(_STOP_EVENTS[outcome])
         span.set_attribute(EVENTS, producer.seq)
+        span.set_attribute(SOURCES, producer.source_count)
         span.set_attribute(OUTCOME, outcome)
         if outcome in _FAILED:
             span.set_status(Status(StatusCode.ERROR, outcome))
@@ -94,6 +100,16 @@ class TracingObserver(Observer):
                 "streamhub.storage_retry",
                 {"error.type": type(error).__name__, "error.message": str(error)},
             )
+
+    def source_ended(self, producer: Producer, source: str, outcome: str) -> None:
+        span = self._generations.get(producer)
+        if span is not None:
+            span.add_event("streamhub.source_ended", {SOURCE: source, SOURCE_OUTCOME: outcome})
+
+    def steer_delivered(self, producer: Producer, message_id: str, source: str) -> None:
+        span = self._generations.get(producer)
+        if span is not None:
+            span.add_event("streamhub.steer", {STEER_ID: message_id, STEER_SOURCE: source})
 
     def resumed(
         self,

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from .._observe import FailureClass, Observer, ResumeResult, ResumeSource, SubscriberState
+from .._observe import (
+    FailureClass,
+    Observer,
+    ResumeResult,
+    ResumeSource,
+    SteerOutcome,
+    SubscriberState,
+)
 
 if TYPE_CHECKING:
     from .._producer import Producer
@@ -102,6 +109,23 @@ class PrometheusObserver(Observer):
         self.finish_hook_duration = histogram(
             "finish_hook_duration_seconds", "Duration of finish hooks.", _HOOK_SECONDS
         )
+        self.sources_started = counter(
+            "sources_started", "Sources started beyond a generation's first (spawned, joined)."
+        )
+        self.sources_ended = counter(
+            "sources_ended", "Sources beyond a generation's first ended, by outcome.", ("outcome",)
+        )
+        self.joins = counter(
+            "joins", "Joins of another process answered by the owner, by outcome.", ("outcome",)
+        )
+        self.steers = counter(
+            "steering_messages",
+            "Steering messages sent from this process, by outcome (accepted or why refused).",
+            ("outcome",),
+        )
+        self.steers_delivered = counter(
+            "steering_messages_delivered", "Steering messages taken by producers of this process."
+        )
 
     def stream_started(self, producer: Producer) -> None:
         self.streams_started.inc()
@@ -170,3 +194,18 @@ class PrometheusObserver(Observer):
     def finish_hook_ran(self, key: str, generation: str, outcome: str, duration_s: float) -> None:
         self.finish_hooks.labels(outcome).inc()
         self.finish_hook_duration.observe(duration_s)
+
+    def source_started(self, producer: Producer, source: str) -> None:
+        self.sources_started.inc()
+
+    def source_ended(self, producer: Producer, source: str, outcome: str) -> None:
+        self.sources_ended.labels(outcome).inc()
+
+    def join_answered(self, producer: Producer, source: str, accepted: bool) -> None:
+        self.joins.labels("accepted" if accepted else "refused").inc()
+
+    def steer_sent(self, key: str, outcome: SteerOutcome) -> None:
+        self.steers.labels(outcome).inc()
+
+    def steer_delivered(self, producer: Producer, message_id: str, source: str) -> None:
+        self.steers_delivered.inc()
