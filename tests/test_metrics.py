@@ -28,6 +28,7 @@ from fastapi_streamhub import (
     SubscriberLaggedError,
     resumable_stream,
 )
+from fastapi_streamhub._observe import ObserverGroup
 from fastapi_streamhub.prometheus import PrometheusObserver, add_metrics_route
 from tests.support.polling import eventually
 from tests.support.redis_faults import command
@@ -361,6 +362,31 @@ def test_an_observer_that_raises_stops_nothing(
     failures = [r for r in caplog.records if "failed in round_written" in r.getMessage()]
     assert len(failures) >= len(TOKENS)  # each flush is a round of its own
     assert [r.levelno for r in failures] == [logging.ERROR] + [logging.DEBUG] * (len(failures) - 1)
+
+
+class Recording(Observer):
+    """Records every call it gets, by method name, with its arguments."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+
+    def __getattribute__(self, name: str) -> Any:
+        if name.startswith("_") or name == "calls" or not hasattr(Observer, name):
+            return super().__getattribute__(name)
+        return lambda *args: self.calls.append((name, args))
+
+
+def test_a_group_hands_every_observer_method_to_each_observer() -> None:
+    """A method added to Observer reaches the configured observers, arguments intact."""
+    methods = [name for name in vars(Observer) if not name.startswith("_")]
+    first, second = Recording(), Recording()
+    group = ObserverGroup([first, second])
+    for index, name in enumerate(methods):
+        getattr(group, name)(index, name)
+    expected = [(name, (index, name)) for index, name in enumerate(methods)]
+    assert len(methods) >= 19
+    assert first.calls == expected
+    assert second.calls == expected
 
 
 def test_without_observers_the_hub_has_none_to_call() -> None:
