@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fastapi_streamhub import (
     Observer,
+    Producer,
     StreamHub,
     StreamResult,
     SubscriberLaggedError,
@@ -30,6 +31,7 @@ from fastapi_streamhub import (
 )
 from fastapi_streamhub._observe import ObserverGroup
 from fastapi_streamhub.prometheus import PrometheusObserver, add_metrics_route
+from tests.support.observing import write_through_a_pause
 from tests.support.polling import eventually
 from tests.support.redis_faults import command
 from tests.support.redis_server import RedisServer
@@ -221,35 +223,14 @@ def test_a_redis_pause_is_counted_as_storage_errors_and_retries(
     backend_kind: str, redis_server: RedisServer
 ) -> None:
     registry = CollectorRegistry()
-    hub = StreamHub.from_url(
-        redis_server.url,
-        socket_timeout_s=0.3,
-        observers=[PrometheusObserver(registry=registry)],
-        lease_ttl_s=30.0,
-        shutdown_grace_s=0.1,
-    )
 
     def samples() -> Samples:
         return parse(generate_latest(registry).decode())
 
-    async def run() -> None:
-        async with hub:
-            producer, _ = await hub.register("chat:paused")
-            await producer.publish("before")
-            await producer.flush()
-            redis_server.pause()
-            try:
-                await producer.publish("during")
+    async def retried(producer: Producer) -> bool:
+        return series(samples(), "streamhub_write_retries_total") >= 1
 
-                async def retried() -> bool:
-                    return series(samples(), "streamhub_write_retries_total") >= 1
-
-                await eventually(retried)
-            finally:
-                redis_server.resume()
-            await producer.close()
-
-    anyio.run(run)
+    anyio.run(write_through_a_pause, redis_server, PrometheusObserver(registry=registry), retried)
     got = samples()
     errors = {
         dict(labels)["error"]: value
