@@ -113,7 +113,6 @@ async def test_a_steer_sent_to_b_changes_the_answer_generated_on_a(
     readers = Readers()
     async with a.client() as http_a, b.client() as http_b, anyio.create_task_group() as group:
         group.start_soon(readers.follow, "a", http_a, "POST", f"/chat/{rid}", {})
-
         await wait_yielded(http_a, rid, 5)
         group.start_soon(readers.follow, "b", http_b, "GET", f"/chat/{rid}/stream")
         short = await http_b.post(f"/chat/{rid}/steer", json="short")
@@ -155,7 +154,6 @@ async def test_a_steer_arrives_once_when_the_pubsub_connection_is_killed(
     readers = Readers()
     async with a.client() as http_a, b.client() as http_b, anyio.create_task_group() as group:
         group.start_soon(readers.follow, "a", http_a, "POST", f"/chat/{rid}", {})
-
         await wait_yielded(http_a, rid, 5)
         a.pause()
         try:
@@ -196,7 +194,6 @@ async def test_steer_answers_each_refusal_with_its_status(
     live = run_id()
     async with server.client() as http, anyio.create_task_group() as group:
         group.start_soon(readers.follow, "a", http, "POST", f"/chat/{live}", {})
-
         await wait_yielded(http, live, 1)
         too_big = await http.post(f"/chat/{live}/steer", json="x" * 2000)
         assert too_big.status_code == 413, too_big.text
@@ -234,7 +231,6 @@ async def test_steer_is_guarded_like_the_route_it_serves(
             )
 
         group.start_soon(follow)
-
         await wait_yielded(http, rid, 1)
         anonymous = await http.post(f"/private/{rid}/steer", json="short")
         assert anonymous.status_code == 401, anonymous.text
@@ -274,7 +270,6 @@ async def test_the_python_client_steers_and_names_each_refusal(
         with pytest.raises(StreamNotFoundError):
             await client.steer(f"/chat/{rid}", "hello")
         group.start_soon(readers.follow, "a", http, "POST", f"/chat/{rid}", {})
-
         await wait_yielded(http, rid, 1)
         steered = await client.steer(f"/chat/{rid}", "short")
         assert steered.key == f"chat:{rid}"
@@ -302,7 +297,6 @@ async def test_concurrent_steers_from_both_instances_arrive_once_each_in_accepte
     readers = Readers()
     async with a.client() as http_a, b.client() as http_b, anyio.create_task_group() as group:
         group.start_soon(readers.follow, "a", http_a, "POST", f"/chat/{rid}", {})
-
         await wait_yielded(http_a, rid, 2)
         accepted: dict[str, str] = {}
 
