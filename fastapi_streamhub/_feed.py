@@ -23,7 +23,15 @@ logger = logging.getLogger("fastapi_streamhub")
 _CLOSE_TIMEOUT_S = 5.0
 
 
-class Sink(Protocol):
+class Ending(Protocol):
+    """What ends with `done` or `error`: a producer, or a source."""
+
+    async def close(self) -> object: ...
+
+    async def fail(self, message: str, *, reason: str = "failed") -> object: ...
+
+
+class Sink(Ending, Protocol):
     """Where a generator's events go: a producer (the first source) or another source."""
 
     @property
@@ -33,10 +41,6 @@ class Sink(Protocol):
     def generation(self) -> str: ...
 
     async def publish(self, chunk: object) -> None: ...
-
-    async def close(self) -> object: ...
-
-    async def fail(self, message: str, *, reason: str = "failed") -> object: ...
 
 
 async def feed(sink: Sink, generator: AsyncIterator[object]) -> None:
@@ -68,6 +72,21 @@ async def feed(sink: Sink, generator: AsyncIterator[object]) -> None:
     finally:
         await _close(generator)
     await sink.close()
+
+
+async def end_on_exit(ending: Ending, exc: BaseException | None) -> bool:
+    """End `ending` by how the `async with` block around it exited, with the rules above
+    (the traceback is the block's own to raise). False for a cancel (no `Exception`):
+    the caller ends it its own way."""
+    if exc is None or isinstance(exc, ProducerStoppedError):
+        await ending.close()
+    elif isinstance(exc, StreamError):
+        await ending.fail(exc.message)
+    elif isinstance(exc, Exception):
+        await ending.fail("The stream failed.")
+    else:
+        return False
+    return True
 
 
 async def _close(generator: AsyncIterator[object]) -> None:

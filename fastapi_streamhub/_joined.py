@@ -27,12 +27,11 @@ from ._errors import (
     NotRunningError,
     ProducerStoppedError,
     SessionNotFoundError,
-    StreamError,
     StreamHubError,
     SubscriberLaggedError,
 )
 from ._events import JOINED_EVENT, SOURCE_EVENT, StreamEvent, encode_chunk, terminal_data
-from ._feed import feed
+from ._feed import end_on_exit, feed
 from ._join_poster import Poster
 from ._logs import about
 from ._sources import envelope_prefix, validate_source
@@ -290,12 +289,7 @@ class JoinedSource:
     ) -> None:
         try:
             with anyio.CancelScope(shield=True):
-                if exc is None or isinstance(exc, ProducerStoppedError):
-                    await self.close()
-                elif isinstance(exc, StreamError):
-                    await self.fail(exc.message)
-                elif isinstance(exc, Exception):
-                    await self.fail("The stream failed.")
+                await end_on_exit(self, exc)
         finally:
             await self.aclose()
 

@@ -13,8 +13,9 @@ and must not block; one that raises is logged and the hub goes on (`ObserverGrou
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -177,10 +178,10 @@ class ObserverGroup(Observer):
         self.observers = tuple(observers)
         self._failed: set[tuple[int, str]] = set()
 
-    def _each(self, method: str, *args: Any) -> None:
+    def _each(self, method: str, *args: Any, **kwargs: Any) -> None:
         for index, observer in enumerate(self.observers):
             try:
-                getattr(observer, method)(*args)
+                getattr(observer, method)(*args, **kwargs)
             except Exception:
                 self._report(index, observer, method)
 
@@ -195,75 +196,27 @@ class ObserverGroup(Observer):
             exc_info=True,
         )
 
-    def stream_started(self, producer: Producer) -> None:
-        self._each("stream_started", producer)
 
-    def stream_ended(self, producer: Producer, outcome: str) -> None:
-        self._each("stream_ended", producer, outcome)
+def _fanned_out(method: Callable[..., None]) -> Callable[..., None]:
+    """`method` of `ObserverGroup`: the same call on each of its observers."""
+    name = method.__name__
 
-    def stream_lost(self, key: str, generation: str, reason: str) -> None:
-        self._each("stream_lost", key, generation, reason)
+    @functools.wraps(method)
+    def each(self: ObserverGroup, *args: Any, **kwargs: Any) -> None:
+        self._each(name, *args, **kwargs)
 
-    def lease_lost(self, producer: Producer, outcome: str) -> None:
-        self._each("lease_lost", producer, outcome)
+    return each
 
-    def round_written(self, events: int, data_bytes: int, writes: int, duration_s: float) -> None:
-        self._each("round_written", events, data_bytes, writes, duration_s)
 
-    def write_retried(self, producer: Producer, error: BaseException) -> None:
-        self._each("write_retried", producer, error)
+def _fan_out_every_method() -> None:
+    """Every public method of `Observer`: one added there reaches every observer with
+    no second list to keep in step."""
+    for name, method in list(vars(Observer).items()):
+        if callable(method) and not name.startswith("_"):
+            setattr(ObserverGroup, name, _fanned_out(method))
 
-    def storage_error(self, operation: str, failure: FailureClass, error: BaseException) -> None:
-        self._each("storage_error", operation, failure, error)
 
-    def notifications_resynced(self) -> None:
-        self._each("notifications_resynced")
-
-    def subscriber_moved(
-        self,
-        subscription: Subscription,
-        was: SubscriberState | None,
-        now: SubscriberState | None,
-    ) -> None:
-        self._each("subscriber_moved", subscription, was, now)
-
-    def subscriber_lagged(self, subscription: Subscription) -> None:
-        self._each("subscriber_lagged", subscription)
-
-    def resumed(
-        self,
-        subscription: Subscription,
-        state: SessionState,
-        source: ResumeSource,
-        result: ResumeResult,
-    ) -> None:
-        self._each("resumed", subscription, state, source, result)
-
-    def cancel_finished(
-        self, key: str, generation: str, cancelled: bool, stopped: bool, duration_s: float
-    ) -> None:
-        self._each("cancel_finished", key, generation, cancelled, stopped, duration_s)
-
-    def compacted(self, key: str, generation: str, outcome: str) -> None:
-        self._each("compacted", key, generation, outcome)
-
-    def finish_hook_ran(self, key: str, generation: str, outcome: str, duration_s: float) -> None:
-        self._each("finish_hook_ran", key, generation, outcome, duration_s)
-
-    def source_started(self, producer: Producer, source: str) -> None:
-        self._each("source_started", producer, source)
-
-    def source_ended(self, producer: Producer, source: str, outcome: str) -> None:
-        self._each("source_ended", producer, source, outcome)
-
-    def join_answered(self, producer: Producer, source: str, accepted: bool) -> None:
-        self._each("join_answered", producer, source, accepted)
-
-    def steer_sent(self, key: str, outcome: SteerOutcome) -> None:
-        self._each("steer_sent", key, outcome)
-
-    def steer_delivered(self, producer: Producer, message_id: str, source: str) -> None:
-        self._each("steer_delivered", producer, message_id, source)
+_fan_out_every_method()
 
 
 def combine(observers: Sequence[Observer]) -> Observer | None:

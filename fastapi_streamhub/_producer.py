@@ -148,23 +148,14 @@ class Producer(SourcedProducer):
         size = len(data) if data.isascii() else _utf8_size(data)
         limit = self._limit_exceeded(size)
         if limit is not None:
-            await self._fail_generation(limit)
+            self._end_over_limit(limit)
+            await self.wait()
             raise ProducerStoppedError(self.key, limit)
         self._bytes += size
         self._enqueue(name, data)
         pending = len(self._buffer.pending)
         if pending % self._config.max_batch == 0 or pending >= self._config.max_pending:
             await self._make_room()
-
-    async def _fail_generation(self, limit: str) -> None:
-        logger.warning(
-            "stream %r (generation %s): %s",
-            self.key,
-            self.generation,
-            limit,
-            extra=about(self.key, self.generation),
-        )
-        await self._fail_all(limit, reason="limit")
 
     async def _fail_all(self, message: str, *, reason: str) -> StopReason:
         """End the whole generation with `error`, whatever its sources are doing."""

@@ -72,6 +72,17 @@ class SourcedProducer(ProducerCore):
             return f"The stream reached its limit of {config.max_bytes} bytes."
         return None
 
+    def _end_over_limit(self, limit: str) -> None:
+        """End the whole generation with `error`: an event would pass `limit`."""
+        logger.warning(
+            "stream %r (generation %s): %s",
+            self.key,
+            self.generation,
+            limit,
+            extra=about(self.key, self.generation),
+        )
+        self._end_generation("error", terminal_data(message=limit, reason="limit"))
+
     def _ends_owed(self) -> int:
         """Terminal events still to come: one per running source, and the generation's."""
         return 1 if self._sources is None else len(self._sources) + 1
@@ -224,14 +235,7 @@ class SourcedProducer(ProducerCore):
             size = len(data) if data.isascii() else len(data.encode("utf-8", "replace"))
             limit = self._limit_exceeded(size)
             if limit is not None:
-                logger.warning(
-                    "stream %r (generation %s): %s",
-                    self.key,
-                    self.generation,
-                    limit,
-                    extra=about(self.key, self.generation),
-                )
-                self._end_generation("error", terminal_data(message=limit, reason="limit"))
+                self._end_over_limit(limit)
                 return
             self._bytes += size
             self._enqueue(SOURCE_EVENT, sources.wrap(name, event, data))

@@ -10,8 +10,8 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from ._errors import ProducerStoppedError, StreamError
 from ._events import terminal_data
+from ._feed import end_on_exit
 
 if TYPE_CHECKING:
     from ._producer import Producer
@@ -75,11 +75,5 @@ class Source:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None or isinstance(exc, ProducerStoppedError):
-            await self.close()
-        elif isinstance(exc, StreamError):
-            await self.fail(exc.message)
-        elif isinstance(exc, Exception):
-            await self.fail("The stream failed.")
-        else:
+        if not await end_on_exit(self, exc):
             self._producer._end_source(self._name, "cancelled", terminal_data(reason="cancelled"))

@@ -17,7 +17,7 @@ from fastapi_streamhub.backends.redis import RedisBackend
 from fastapi_streamhub.backends.redis_cluster import RedisClusterBackend
 from tests.support.redis_server import RedisServer
 
-pytest_plugins = ("tests.support.fixtures",)
+pytest_plugins = ("tests.support.fixtures", "tests.support.observing")
 
 # ----------------------------------------------------------------------------------------
 # Hub fixtures, parametrised over the memory, Redis and Redis Cluster backends.

@@ -22,22 +22,14 @@ from fastapi_streamhub import (
     StreamHub,
     current_producer,
 )
-from fastapi_streamhub._runner import drive
 from tests.support.fan_in import assert_fanned_in, by_source, paced, source_ends
-from tests.support.streams import collect, stalled
+from tests.support.streams import collect, stalled, start
 
 pytestmark = pytest.mark.anyio
 
 PLANNER = [f"plan {i} " for i in range(12)]
 SEARCH = [f"hit {i}" for i in range(9)]
 CALC = [{"step": i} for i in range(7)]
-
-
-async def start(hub: StreamHub, key: str, generator: AsyncGenerator[object, None]) -> None:
-    """Start `key`'s generation with `generator` as its first source, as the decorator does."""
-    producer, created = await hub.register(key)
-    assert created
-    hub.spawn(producer, lambda: drive(producer, generator))
 
 
 async def planner_with_tools(ends_with: str = "all") -> AsyncGenerator[object, None]:

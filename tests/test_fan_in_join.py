@@ -28,7 +28,7 @@ from fastapi_streamhub._runner import drive
 from tests.support import redis_faults as faults
 from tests.support.fan_in import assert_fanned_in, by_source, paced, source_ends
 from tests.support.redis_server import RedisServer
-from tests.support.streams import collect, stalled, two_hubs
+from tests.support.streams import collect, stalled, start, two_hubs
 
 pytestmark = pytest.mark.anyio
 
@@ -68,9 +68,7 @@ async def start_until(hub: StreamHub, key: str, go: anyio.Event) -> None:
         async for value in paced(PLAN[4:]):
             yield value
 
-    producer, created = await hub.register(key)
-    assert created
-    hub.spawn(producer, lambda: drive(producer, first()))
+    await start(hub, key, first())
 
 
 async def test_a_joined_source_writes_into_the_one_order(

@@ -23,12 +23,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fastapi_streamhub import (
     Observer,
+    Producer,
     StreamHub,
     StreamResult,
     SubscriberLaggedError,
     resumable_stream,
 )
+from fastapi_streamhub._observe import ObserverGroup
 from fastapi_streamhub.prometheus import PrometheusObserver, add_metrics_route
+from tests.support.observing import write_through_a_pause
 from tests.support.polling import eventually
 from tests.support.redis_faults import command
 from tests.support.redis_server import RedisServer
@@ -220,35 +223,14 @@ def test_a_redis_pause_is_counted_as_storage_errors_and_retries(
     backend_kind: str, redis_server: RedisServer
 ) -> None:
     registry = CollectorRegistry()
-    hub = StreamHub.from_url(
-        redis_server.url,
-        socket_timeout_s=0.3,
-        observers=[PrometheusObserver(registry=registry)],
-        lease_ttl_s=30.0,
-        shutdown_grace_s=0.1,
-    )
 
     def samples() -> Samples:
         return parse(generate_latest(registry).decode())
 
-    async def run() -> None:
-        async with hub:
-            producer, _ = await hub.register("chat:paused")
-            await producer.publish("before")
-            await producer.flush()
-            redis_server.pause()
-            try:
-                await producer.publish("during")
+    async def retried(producer: Producer) -> bool:
+        return series(samples(), "streamhub_write_retries_total") >= 1
 
-                async def retried() -> bool:
-                    return series(samples(), "streamhub_write_retries_total") >= 1
-
-                await eventually(retried)
-            finally:
-                redis_server.resume()
-            await producer.close()
-
-    anyio.run(run)
+    anyio.run(write_through_a_pause, redis_server, PrometheusObserver(registry=registry), retried)
     got = samples()
     errors = {
         dict(labels)["error"]: value
@@ -361,6 +343,31 @@ def test_an_observer_that_raises_stops_nothing(
     failures = [r for r in caplog.records if "failed in round_written" in r.getMessage()]
     assert len(failures) >= len(TOKENS)  # each flush is a round of its own
     assert [r.levelno for r in failures] == [logging.ERROR] + [logging.DEBUG] * (len(failures) - 1)
+
+
+class Recording(Observer):
+    """Records every call it gets, by method name, with its arguments."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+
+    def __getattribute__(self, name: str) -> Any:
+        if name.startswith("_") or name == "calls" or not hasattr(Observer, name):
+            return super().__getattribute__(name)
+        return lambda *args: self.calls.append((name, args))
+
+
+def test_a_group_hands_every_observer_method_to_each_observer() -> None:
+    """A method added to Observer reaches the configured observers, arguments intact."""
+    methods = [name for name in vars(Observer) if not name.startswith("_")]
+    first, second = Recording(), Recording()
+    group = ObserverGroup([first, second])
+    for index, name in enumerate(methods):
+        getattr(group, name)(index, name)
+    expected = [(name, (index, name)) for index, name in enumerate(methods)]
+    assert len(methods) >= 19
+    assert first.calls == expected
+    assert second.calls == expected
 
 
 def test_without_observers_the_hub_has_none_to_call() -> None:

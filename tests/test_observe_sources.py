@@ -15,7 +15,6 @@ import anyio
 import pytest
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -169,18 +168,6 @@ async def test_steering_messages_are_counted_where_sent_and_where_delivered(
         "streamhub_steering_messages_total{outcome=not_running}": 1,
         "streamhub_steering_messages_delivered_total": 2,
     }
-
-
-@pytest.fixture
-def exporter() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
-
-
-@pytest.fixture
-def provider(exporter: InMemorySpanExporter) -> TracerProvider:
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return provider
 
 
 async def test_the_generation_span_counts_sources_and_records_their_ends_and_steers(

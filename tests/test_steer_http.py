@@ -51,6 +51,15 @@ async def record(http: httpx.AsyncClient, rid: str) -> dict[str, Any]:
     return dict((await http.get(f"/debug/runs/{rid}")).json())
 
 
+async def wait_yielded(http: httpx.AsyncClient, rid: str, at_least: int) -> None:
+    """Wait until the generator of run `rid` has yielded `at_least` chunks."""
+
+    async def yielded() -> bool:
+        return int((await record(http, rid))["yielded"]) >= at_least
+
+    await eventually(yielded)
+
+
 async def wait_steered(http: httpx.AsyncClient, rid: str, expected: list[str]) -> None:
     async def arrived() -> bool:
         return len((await record(http, rid))["steered"]) >= len(expected)
@@ -104,11 +113,7 @@ async def test_a_steer_sent_to_b_changes_the_answer_generated_on_a(
     readers = Readers()
     async with a.client() as http_a, b.client() as http_b, anyio.create_task_group() as group:
         group.start_soon(readers.follow, "a", http_a, "POST", f"/chat/{rid}", {})
-
-        async def yielding() -> bool:
-            return int((await record(http_a, rid))["yielded"]) >= 5
-
-        await eventually(yielding)
+        await wait_yielded(http_a, rid, 5)
         group.start_soon(readers.follow, "b", http_b, "GET", f"/chat/{rid}/stream")
         short = await http_b.post(f"/chat/{rid}/steer", json="short")
         assert short.status_code == 202, short.text
@@ -149,11 +154,7 @@ async def test_a_steer_arrives_once_when_the_pubsub_connection_is_killed(
     readers = Readers()
     async with a.client() as http_a, b.client() as http_b, anyio.create_task_group() as group:
         group.start_soon(readers.follow, "a", http_a, "POST", f"/chat/{rid}", {})
-
-        async def yielding() -> bool:
-            return int((await record(http_a, rid))["yielded"]) >= 5
-
-        await eventually(yielding)
+        await wait_yielded(http_a, rid, 5)
         a.pause()
         try:
             if kill == "before":
@@ -193,11 +194,7 @@ async def test_steer_answers_each_refusal_with_its_status(
     live = run_id()
     async with server.client() as http, anyio.create_task_group() as group:
         group.start_soon(readers.follow, "a", http, "POST", f"/chat/{live}", {})
-
-        async def started() -> bool:
-            return int((await record(http, live))["yielded"]) >= 1
-
-        await eventually(started)
+        await wait_yielded(http, live, 1)
         too_big = await http.post(f"/chat/{live}/steer", json="x" * 2000)
         assert too_big.status_code == 413, too_big.text
         not_json = await http.post(
@@ -234,11 +231,7 @@ async def test_steer_is_guarded_like_the_route_it_serves(
             )
 
         group.start_soon(follow)
-
-        async def started() -> bool:
-            return int((await record(http, rid))["yielded"]) >= 1
-
-        await eventually(started)
+        await wait_yielded(http, rid, 1)
         anonymous = await http.post(f"/private/{rid}/steer", json="short")
         assert anonymous.status_code == 401, anonymous.text
         bob = await http.post(
@@ -277,11 +270,7 @@ async def test_the_python_client_steers_and_names_each_refusal(
         with pytest.raises(StreamNotFoundError):
             await client.steer(f"/chat/{rid}", "hello")
         group.start_soon(readers.follow, "a", http, "POST", f"/chat/{rid}", {})
-
-        async def started() -> bool:
-            return int((await record(http, rid))["yielded"]) >= 1
-
-        await eventually(started)
+        await wait_yielded(http, rid, 1)
         steered = await client.steer(f"/chat/{rid}", "short")
         assert steered.key == f"chat:{rid}"
         await wait_steered(http, rid, ["short"])
@@ -308,11 +297,7 @@ async def test_concurrent_steers_from_both_instances_arrive_once_each_in_accepte
     readers = Readers()
     async with a.client() as http_a, b.client() as http_b, anyio.create_task_group() as group:
         group.start_soon(readers.follow, "a", http_a, "POST", f"/chat/{rid}", {})
-
-        async def yielding() -> bool:
-            return int((await record(http_a, rid))["yielded"]) >= 2
-
-        await eventually(yielding)
+        await wait_yielded(http_a, rid, 2)
         accepted: dict[str, str] = {}
 
         async def steer(http: httpx.AsyncClient, text: str) -> None:

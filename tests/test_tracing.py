@@ -21,27 +21,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import CollectorRegistry
 
-from fastapi_streamhub import StreamEvent, StreamHub, resumable_stream
+from fastapi_streamhub import Producer, StreamEvent, StreamHub, resumable_stream
 from fastapi_streamhub._events import terminal_data
 from fastapi_streamhub.otel import TracingObserver
 from fastapi_streamhub.prometheus import PrometheusObserver
-from tests.support.polling import eventually
+from tests.support.observing import write_through_a_pause
 from tests.support.redis_server import RedisServer
 from tests.support.sse import SSEParser
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def exporter() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
-
-
-@pytest.fixture
-def provider(exporter: InMemorySpanExporter) -> TracerProvider:
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return provider
 
 
 @pytest.fixture
@@ -163,28 +151,11 @@ async def test_storage_retries_are_events_on_the_generation_span(
     provider: TracerProvider,
     exporter: InMemorySpanExporter,
 ) -> None:
-    hub = StreamHub.from_url(
-        redis_server.url,
-        socket_timeout_s=0.3,
-        lease_ttl_s=30.0,
-        shutdown_grace_s=0.1,
-        observers=[TracingObserver(tracer_provider=provider)],
-    )
-    async with hub:
-        producer, _ = await hub.register("chat:paused")
-        await producer.publish("before")
-        await producer.flush()
-        redis_server.pause()
-        try:
-            await producer.publish("during")
 
-            async def retried() -> bool:
-                return producer._unavailable_since is not None
+    async def retried(producer: Producer) -> bool:
+        return producer._unavailable_since is not None
 
-            await eventually(retried)
-        finally:
-            redis_server.resume()
-        await producer.close()
+    await write_through_a_pause(redis_server, TracingObserver(tracer_provider=provider), retried)
     (span,) = named(exporter, "streamhub.generation")
     retries = [e for e in span.events if e.name == "streamhub.storage_retry"]
     assert retries

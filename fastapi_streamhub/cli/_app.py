@@ -38,6 +38,13 @@ from ._runner import note, print_json, run
 from ._tail import Tail
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+scan_limit_option = click.option(
+    "--scan-limit",
+    type=click.IntRange(min=1),
+    default=100_000,
+    show_default=True,
+    help="Sessions read from storage at most.",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,13 +91,7 @@ def cli(
     help="Only streams of this status (repeat for several).",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option(
-    "--scan-limit",
-    type=click.IntRange(min=1),
-    default=100_000,
-    show_default=True,
-    help="Sessions read from storage at most.",
-)
+@scan_limit_option
 @json_option
 @click.pass_context
 def list_streams(
@@ -301,13 +302,7 @@ def remove(ctx: click.Context, key: str, yes: bool, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option(
-    "--scan-limit",
-    type=click.IntRange(min=1),
-    default=100_000,
-    show_default=True,
-    help="Sessions read from storage at most.",
-)
+@scan_limit_option
 @json_option
 @click.pass_context
 def stats(ctx: click.Context, scan_limit: int, as_json: bool) -> None:

@@ -11,6 +11,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from fastapi_streamhub import StreamEvent, StreamHub
+from fastapi_streamhub._runner import drive
 
 
 async def collect(
@@ -116,6 +117,13 @@ async def run_a_new_stream(producing: StreamHub, reading: StreamHub, key: str) -
         await producer.publish(word)
     assert await producer.close() == "done"
     assert_exact(await collect(reading, key), ["still", " serving"])
+
+
+async def start(hub: StreamHub, key: str, generator: AsyncGenerator[object, None]) -> None:
+    """Start `key`'s generation with `generator` as its first source, as the decorator does."""
+    producer, created = await hub.register(key)
+    assert created
+    hub.spawn(producer, lambda: drive(producer, generator))
 
 
 async def stalled(started: anyio.Event, cleaned_up: anyio.Event) -> AsyncGenerator[str, None]:
